@@ -1,0 +1,64 @@
+"""ml-100k from RecBole's installed example data: all interactions, movie titles as `title`."""
+import os
+
+import recbole
+
+from dataset_atomic.atomic_files import (ConvertError, check_token, clean_text, dataset_files,
+                                         has_dataset, sort_interactions, write_inter, write_item)
+
+NAME = "ml-100k"
+
+
+def source_dir():
+    """Folder of RecBole's bundled `ml-100k` atomic files."""
+    return os.path.join(os.path.dirname(recbole.__file__), "dataset_example", NAME)
+
+
+def _read_columns(path, wanted):
+    """Yield (line number, [values of the `wanted` fields]) for each row of an atomic file."""
+    if not os.path.isfile(path):
+        raise ConvertError(f"{path}: file not found (is recbole installed completely?)")
+    with open(path, encoding="utf-8") as fh:
+        header = [col.split(":", 1)[0] for col in fh.readline().rstrip("\r\n").split("\t")]
+        missing = [w for w in wanted if w not in header]
+        if missing:
+            raise ConvertError(f"{path}: header lacks fields {missing} (has {header})")
+        cols = [header.index(w) for w in wanted]
+        for lineno, line in enumerate(fh, start=2):
+            values = line.rstrip("\r\n").split("\t")
+            if values == [""]:
+                continue
+            if len(values) != len(header):
+                raise ConvertError(f"{path}:{lineno}: expected {len(header)} fields, got "
+                                   f"{len(values)}: {line[:80]!r}")
+            yield lineno, [values[c] for c in cols]
+
+
+def convert(out_dir, src_dir=None):
+    """Write `<out_dir>/ml-100k/ml-100k.{inter,item}` unless valid ones exist. Returns the folder."""
+    folder, inter_path, item_path = dataset_files(out_dir, NAME)
+    if has_dataset(out_dir, NAME):
+        return folder
+    src = src_dir or source_dir()
+    src_inter, src_item = (os.path.join(src, f"{NAME}.{ext}") for ext in ("inter", "item"))
+    items = []
+    for lineno, (item, title) in _read_columns(src_item, ["item_id", "movie_title"]):
+        check_token(f"{src_item}:{lineno}", "item", item)
+        title = clean_text(title)
+        if not title:
+            raise ConvertError(f"{src_item}:{lineno}: item {item!r} has an empty movie_title")
+        items.append((item, title))
+    known = {item for item, _ in items}
+    rows = []
+    for lineno, (user, item, ts) in _read_columns(src_inter, ["user_id", "item_id", "timestamp"]):
+        check_token(f"{src_inter}:{lineno}", "user", user)
+        if item not in known:
+            raise ConvertError(f"{src_inter}:{lineno}: item {item!r} is not in {src_item}")
+        try:
+            seconds = float(ts)
+        except ValueError:
+            raise ConvertError(f"{src_inter}:{lineno}: timestamp {ts!r} is not a number") from None
+        rows.append((user, item, seconds))
+    write_item(item_path, items)
+    write_inter(inter_path, sort_interactions(rows))
+    return folder

@@ -1,0 +1,43 @@
+import collections
+import os
+
+from dataset_atomic import ml100k
+
+
+def _rows(path):
+    with open(path, encoding="utf-8") as fh:
+        return [line.rstrip("\n").split("\t") for line in fh]
+
+
+def test_convert_keeps_every_interaction_sorted_by_user_then_time(tmp_path):
+    folder = ml100k.convert(str(tmp_path))
+    assert folder == os.path.join(str(tmp_path), "ml-100k")
+    inter = _rows(os.path.join(folder, "ml-100k.inter"))
+    item = _rows(os.path.join(folder, "ml-100k.item"))
+    assert inter[0] == ["user_id:token", "item_id:token", "timestamp:float"]
+    assert item[0] == ["item_id:token", "title:token_seq"]
+
+    src = _rows(os.path.join(ml100k.source_dir(), "ml-100k.inter"))[1:]
+    assert collections.Counter((u, i, t) for u, i, _, t in src) == \
+        collections.Counter(map(tuple, inter[1:]))
+    assert len(inter) - 1 == 100000
+    assert len({r[0] for r in inter[1:]}) == 943
+    users = [int(r[0]) for r in inter[1:]]
+    assert users == sorted(users)
+    for prev, cur in zip(inter[1:], inter[2:]):
+        if prev[0] == cur[0]:
+            assert float(prev[2]) <= float(cur[2])
+
+    titles = dict(item[1:])
+    assert len(titles) == len(item) - 1 == 1682
+    assert titles["1"] == "Toy Story"
+    assert titles["111"] == "Truth About Cats & Dogs, The"
+    assert [int(r[0]) for r in item[1:]] == list(range(1, 1683))
+
+
+def test_convert_is_idempotent(tmp_path):
+    folder = ml100k.convert(str(tmp_path))
+    path = os.path.join(folder, "ml-100k.inter")
+    os.utime(path, (1, 1))
+    assert ml100k.convert(str(tmp_path)) == folder
+    assert os.path.getmtime(path) == 1
