@@ -1,0 +1,246 @@
+"""Settings of the pre-training stages: dataclasses filled from yaml, then the command line.
+
+Each stage (`csft`, `mntp`, `simcse`) has a dataclass of settings. A stage command reads
+`--config <yaml>` (top-level shared keys plus the stage's own section), then every field as
+`--<field> value`. The pipeline applies dotted overrides (`--csft.max_steps=200`) to the yaml.
+"""
+import argparse
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+
+import yaml
+
+STAGES = ("csft", "mntp", "simcse")
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown, or has a bad value."""
+
+
+@dataclass
+class StageConfig:
+    """Settings shared by the three training stages."""
+
+    run_dir: str = None  # (str) folder of the run; the stage writes <run_dir>/<stage>/
+    model: str = None  # (str) HF model folder to start from; default <run_dir>/<previous stage>/final
+    datasets: typing.List[str] = field(default_factory=list)  # (list) datasets mixed for training
+    data_path: str = "dataset/"  # (str) folder holding <Dataset>/<Dataset>.inter and .item
+    title_field: str = "title"  # (str) text field of the .item files
+    seed: int = 42  # (int) seed of sampling, shuffling and init
+    max_steps: int = 1000  # (int) optimizer steps
+    learning_rate: float = 5e-5  # (float) peak learning rate (AdamW, linear decay)
+    warmup_steps: int = 0  # (int) linear warm-up steps
+    weight_decay: float = 0.0  # (float) AdamW weight decay
+    batch_size: int = 32  # (int) effective batch over all devices and accumulation steps
+    micro_batch_size: int = 32  # (int) examples per device per forward pass
+    max_length: int = 512  # (int) tokens per example; longer inputs are cut
+    max_examples: int = None  # (int) random subset of the training examples; null = all
+    lora_r: int = None  # (int) LoRA rank; null = full fine-tune
+    lora_alpha: int = 32  # (int) LoRA alpha
+    lora_dropout: float = 0.05  # (float) LoRA dropout
+    save_steps: int = 100  # (int) checkpoint every N steps (resume point)
+    save_total_limit: int = 2  # (int) checkpoints kept
+    logging_steps: int = 10  # (int) log the loss every N steps
+    gradient_checkpointing: bool = False  # (bool) trade compute for memory
+    bf16: str = "auto"  # (str) auto | true | false; auto = bf16 on a GPU that supports it
+    attn_implementation: str = "auto"  # (str) auto | eager | sdpa | flash_attention_2
+    report_to: typing.List[str] = field(default_factory=lambda: ["tensorboard"])  # (list) trackers
+    dataloader_num_workers: int = 0  # (int) DataLoader worker processes
+
+
+@dataclass
+class CSFTConfig(StageConfig):
+    """CSFT: next-item title generation from the titles of the previous items (causal LM)."""
+
+    learning_rate: float = 3e-4
+    warmup_steps: int = 200
+    batch_size: int = 128
+    micro_batch_size: int = 4
+    max_steps: int = 10000
+    max_length: int = 1024
+    save_steps: int = 1000
+    max_history: int = 10  # (int) previous items in the input
+    group_by_length: bool = True  # (bool) batch examples of similar length (less padding)
+
+
+@dataclass
+class MNTPConfig(StageConfig):
+    """MNTP: bidirectional masked next-token prediction on single item titles."""
+
+    mlm_probability: float = 0.2  # (float) fraction of title tokens selected for prediction
+    mask_token: str = "_"  # (str) existing vocabulary token used as the mask
+    group_by_length: bool = True  # (bool) batch titles of similar length (less padding)
+
+
+@dataclass
+class SimCSEConfig(StageConfig):
+    """IC (SimCSE): two dropout views of each title, in-batch contrastive loss."""
+
+    learning_rate: float = 2e-4
+    warmup_steps: int = 300
+    batch_size: int = 256
+    micro_batch_size: int = 256
+    temperature: float = 0.2  # (float) softmax temperature over cosine similarities
+    attention_dropout: float = 0.2  # (float) attention dropout making the two views differ
+    max_grad_norm: float = 1.0  # (float) gradient clipping
+    group_by_length: bool = False  # (bool) False: random batches give harder in-batch negatives
+
+
+STAGE_CONFIGS = {"csft": CSFTConfig, "mntp": MNTPConfig, "simcse": SimCSEConfig}
+
+
+def _type_of(cls, name):
+    hints = typing.get_type_hints(cls)
+    return hints[name]
+
+
+def coerce(cls, name, value):
+    """`value` converted to the type of field `name` of `cls`; ConfigError naming both if impossible."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    if name not in names:
+        raise ConfigError(f"unknown setting {name!r} for {cls.__name__} "
+                          f"(known: {', '.join(sorted(names))})")
+    kind = _type_of(cls, name)
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+        return None
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if kind in (typing.List[str], list):
+            if isinstance(value, str):
+                value = yaml.safe_load(value) if value.startswith("[") else value.split(",")
+            return [str(v) for v in value]
+        if kind is float:
+            return float(value)
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r}: {value!r} is not a valid "
+                          f"{getattr(kind, '__name__', str(kind))}") from None
+
+
+def read_yaml(path):
+    """The yaml file at `path` as a dict; ConfigError if missing or not a mapping."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: config file not found")
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def stage_settings(raw, stage):
+    """Flatten a pipeline dict for `stage`: shared top-level keys, then the stage's section."""
+    shared = {k: v for k, v in raw.items() if not isinstance(v, dict)}
+    section = raw.get(stage) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"section {stage!r} must be a mapping, got {section!r}")
+    cls = STAGE_CONFIGS[stage]
+    names = {f.name for f in dataclasses.fields(cls)}
+    out = {k: v for k, v in shared.items() if k in names}
+    if "backbone" in shared and stage == "csft":
+        out["model"] = shared["backbone"]
+    out.update(section)
+    return out
+
+
+def build(cls, settings):
+    """An instance of `cls` from a dict of settings (values coerced, unknown keys rejected)."""
+    cfg = cls(**{k: coerce(cls, k, v) for k, v in settings.items()})
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg):
+    """Raise ConfigError on settings that cannot work, before anything is loaded."""
+    if not cfg.run_dir:
+        raise ConfigError("run_dir is not set: pass --run_dir (the stage writes <run_dir>/<stage>/)")
+    if not cfg.datasets:
+        raise ConfigError("no training datasets: pass --datasets NAME [NAME ...]")
+    for name in ("max_steps", "batch_size", "micro_batch_size", "max_length", "save_steps",
+                 "logging_steps"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"setting {name!r} must be positive, got {getattr(cfg, name)}")
+    if cfg.batch_size % cfg.micro_batch_size:
+        raise ConfigError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size "
+                          f"{cfg.micro_batch_size}")
+    if cfg.bf16 not in ("auto", "true", "false"):
+        raise ConfigError(f"setting 'bf16' must be auto, true or false, got {cfg.bf16!r}")
+    if cfg.attn_implementation not in ("auto", "eager", "sdpa", "flash_attention_2"):
+        raise ConfigError(f"setting 'attn_implementation' must be auto, eager, sdpa or "
+                          f"flash_attention_2, got {cfg.attn_implementation!r}")
+    for name in ("mlm_probability", "temperature"):
+        value = getattr(cfg, name, 0.5)
+        if not 0 < value <= (1 if name == "mlm_probability" else float("inf")):
+            raise ConfigError(f"setting {name!r} has a bad value {value!r}")
+
+
+def parse_stage_args(stage, argv=None):
+    """The settings of `stage` from `--config <yaml>` and `--<field> value` options."""
+    cls = STAGE_CONFIGS[stage]
+    parser = argparse.ArgumentParser(prog=f"python -m pretrain.{stage}", description=cls.__doc__)
+    parser.add_argument("--config", help="pipeline yaml: shared keys plus the stage's section")
+    for f in dataclasses.fields(cls):
+        kind = _type_of(cls, f.name)
+        many = kind in (typing.List[str], list)
+        parser.add_argument(f"--{f.name}", nargs="+" if many else None, default=argparse.SUPPRESS,
+                            help=_field_help(cls, f.name))
+    args = vars(parser.parse_args(argv))
+    config = args.pop("config", None)
+    settings = stage_settings(read_yaml(config), stage) if config else {}
+    settings.update(args)
+    return build(cls, settings)
+
+
+def _field_help(cls, name):
+    value = next(f for f in dataclasses.fields(cls) if f.name == name)
+    default = value.default_factory() if value.default is dataclasses.MISSING else value.default
+    return f"default: {default}"
+
+
+def apply_overrides(raw, overrides):
+    """Apply `--a.b=value` / `--a.b value` overrides (yaml-parsed values) to the dict `raw`."""
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    items, i = [], 0
+    while i < len(overrides):
+        arg = overrides[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument {arg!r}: use --key=value or --section.key=value")
+        if "=" in arg:
+            key, value = arg[2:].split("=", 1)
+        elif i + 1 < len(overrides) and not overrides[i + 1].startswith("--"):
+            key, value = arg[2:], overrides[i + 1]
+            i += 1
+        else:
+            raise ConfigError(f"override {arg!r} has no value")
+        items.append((key, value))
+        i += 1
+    for key, value in items:
+        parts = key.split(".")
+        if len(parts) > 2:
+            raise ConfigError(f"override {key!r}: use key or section.key")
+        parsed = yaml.safe_load(value) if value != "" else ""
+        if len(parts) == 2:
+            section = raw.setdefault(parts[0], {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"override {key!r}: {parts[0]!r} is not a section")
+            section[parts[1]] = parsed
+        else:
+            raw[key] = parsed
+    return raw
+
+
+def save_yaml(cfg, path):
+    """Write the resolved settings `cfg` (a dataclass) as yaml, atomically."""
+    from recbole_llm2rec.feat import atomic_write_text
+    atomic_write_text(path, lambda fh: yaml.safe_dump(dataclasses.asdict(cfg), fh, sort_keys=False))

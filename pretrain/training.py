@@ -1,0 +1,186 @@
+"""Trainer plumbing shared by the stages: tokenizer checks, TrainingArguments, resume, final save.
+
+A stage writes `<run_dir>/<stage>/`: `checkpoint-N/` (Trainer), `final/` (HF model + tokenizer,
+renamed into place only when complete), `config.yaml`, `data_stats.json` and `logs/`
+(tensorboard).
+"""
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import torch
+
+from pretrain.stage_config import ConfigError, save_yaml
+
+PREVIOUS_STAGE = {"mntp": "csft", "simcse": "mntp"}
+
+
+def stage_dir(cfg, stage):
+    """Output folder of `stage`: `<run_dir>/<stage>`."""
+    return os.path.join(cfg.run_dir, stage)
+
+
+def input_model(cfg, stage):
+    """The model folder a stage starts from: `cfg.model`, else the previous stage's `final/`."""
+    if cfg.model:
+        return cfg.model
+    if stage not in PREVIOUS_STAGE:
+        raise ConfigError(f"{stage}: no model to start from; pass --model <HF model folder>")
+    return os.path.join(cfg.run_dir, PREVIOUS_STAGE[stage], "final")
+
+
+def load_tokenizer(path):
+    """The tokenizer saved in model folder `path` (pad = EOS when it has no pad token)."""
+    from transformers import AutoTokenizer
+
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise ConfigError(f"{path}: not a Hugging Face model folder (no config.json)")
+    if not any(os.path.isfile(os.path.join(path, f)) for f in
+               ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")):
+        raise ConfigError(f"{path}: model folder has no tokenizer (tokenizer.json or "
+                          f"tokenizer_config.json); save the tokenizer beside the weights")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.eos_token_id is None:
+        raise ConfigError(f"{path}: tokenizer has no EOS token")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def use_bf16(cfg):
+    """Whether to train in bf16: 'auto' means on a CUDA device that supports it."""
+    if cfg.bf16 == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return cfg.bf16 == "true"
+
+
+def attn_implementation(cfg):
+    """The attention kernel: flash-attn-2 on GPU when installed, else sdpa (for 'auto')."""
+    from pretrain.models import default_attn_implementation
+
+    return default_attn_implementation() if cfg.attn_implementation == "auto" else \
+        cfg.attn_implementation
+
+
+def model_dtype(cfg):
+    """Weights dtype: bf16 when training in bf16 (as the reference does), else float32."""
+    return torch.bfloat16 if use_bf16(cfg) else torch.float32
+
+
+def accumulation_steps(cfg):
+    """Gradient accumulation making `batch_size` the effective batch over all processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_step = cfg.micro_batch_size * world
+    if cfg.batch_size % per_step:
+        raise ConfigError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size "
+                          f"{cfg.micro_batch_size} x {world} processes")
+    return cfg.batch_size // per_step
+
+
+def apply_lora(model, cfg):
+    """Wrap `model` with LoRA adapters on all linear layers when `cfg.lora_r` is set."""
+    if not cfg.lora_r:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules="all-linear", bias="none")
+    return get_peft_model(model, lora)
+
+
+def training_arguments(cfg, stage):
+    """HF TrainingArguments of a stage (checkpoints and tensorboard logs under its folder)."""
+    from transformers import TrainingArguments
+
+    out = stage_dir(cfg, stage)
+    return TrainingArguments(
+        output_dir=out, logging_dir=os.path.join(out, "logs"), max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.micro_batch_size,
+        gradient_accumulation_steps=accumulation_steps(cfg), learning_rate=cfg.learning_rate,
+        lr_scheduler_type="linear", warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
+        optim="adamw_torch", max_grad_norm=getattr(cfg, "max_grad_norm", 1.0),
+        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, seed=cfg.seed, data_seed=cfg.seed,
+        bf16=use_bf16(cfg), gradient_checkpointing=cfg.gradient_checkpointing,
+        group_by_length=cfg.group_by_length, report_to=list(cfg.report_to or []) or "none",
+        dataloader_num_workers=cfg.dataloader_num_workers, remove_unused_columns=False,
+        ddp_find_unused_parameters=False, save_safetensors=True, use_cpu=not torch.cuda.is_available())
+
+
+def latest_checkpoint(folder):
+    """Newest complete `checkpoint-N` in `folder` (Trainer writes trainer_state.json last)."""
+    if not os.path.isdir(folder):
+        return None
+    steps = sorted((int(m.group(1)), name) for name in os.listdir(folder)
+                   if (m := re.fullmatch(r"checkpoint-(\d+)", name))
+                   and os.path.isfile(os.path.join(folder, name, "trainer_state.json")))
+    return os.path.join(folder, steps[-1][1]) if steps else None
+
+
+def finished_step(cfg, stage):
+    """Global step recorded in the stage's `final/`, or None when there is no final model."""
+    path = os.path.join(stage_dir(cfg, stage), "final", "trainer_state.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh).get("global_step")
+
+
+def write_json(path, obj):
+    """Write `obj` as indented json, atomically."""
+    from recbole_llm2rec.feat import atomic_write_text
+
+    atomic_write_text(path, lambda fh: json.dump(obj, fh, indent=2, sort_keys=True))
+
+
+def save_run_info(cfg, stage, stats):
+    """Write the resolved config (`config.yaml`) and data statistics (`data_stats.json`)."""
+    out = stage_dir(cfg, stage)
+    save_yaml(cfg, os.path.join(out, "config.yaml"))
+    write_json(os.path.join(out, "data_stats.json"), stats)
+
+
+def save_final(trainer, model, tokenizer, cfg, stage):
+    """Save `model` (LoRA merged) + tokenizer to `<stage>/final/` via a temp folder and rename."""
+    trainer.accelerator.wait_for_everyone()
+    out = stage_dir(cfg, stage)
+    final = os.path.join(out, "final")
+    if trainer.args.should_save:
+        model = trainer.accelerator.unwrap_model(model)
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        tmp = tempfile.mkdtemp(prefix="final.", suffix=".tmp", dir=out)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        trainer.state.save_to_json(os.path.join(tmp, "trainer_state.json"))
+        old = None
+        if os.path.isdir(final):
+            old = final + ".old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def train_and_save(trainer, model, tokenizer, cfg, stage):
+    """Train (resuming from the newest complete checkpoint) and save `final/`. Returns its path."""
+    resume = latest_checkpoint(stage_dir(cfg, stage))
+    if resume and trainer.args.should_save:
+        print(f"[{stage}] resuming from {resume}", flush=True)
+    trainer.train(resume_from_checkpoint=resume)
+    return save_final(trainer, model, tokenizer, cfg, stage)
+
+
+def already_done(cfg, stage):
+    """True (and says so) when `final/` exists from a run that reached `cfg.max_steps`."""
+    step = finished_step(cfg, stage)
+    if step is not None and step >= cfg.max_steps:
+        print(f"[{stage}] {stage_dir(cfg, stage)}/final is complete (step {step}); "
+              f"nothing to do", flush=True)
+        return True
+    return False

@@ -1,0 +1,33 @@
+"""Small real datasets for the stage tests: the first users of a `../shared/data` dataset."""
+import os
+
+import pytest
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
+
+
+def write_slice(out_dir, dataset, n_users):
+    """Copy the first `n_users` users of `dataset` (and their items) into `out_dir/<dataset>/`.
+    Skips the test when the shared data is absent. Returns `out_dir`."""
+    src = os.path.join(SHARED, dataset)
+    if not os.path.isdir(src):
+        pytest.skip(f"shared dataset {dataset} not available")
+    dst = os.path.join(out_dir, dataset)
+    os.makedirs(dst, exist_ok=True)
+    users, items = [], set()
+    with open(os.path.join(src, f"{dataset}.inter"), encoding="utf-8") as fh, \
+            open(os.path.join(dst, f"{dataset}.inter"), "w", encoding="utf-8") as out:
+        out.write(fh.readline())
+        for line in fh:
+            user, item = line.split("\t")[:2]
+            if not users or users[-1] != user:
+                if len(users) == n_users:
+                    break
+                users.append(user)
+            items.add(item)
+            out.write(line)
+    with open(os.path.join(src, f"{dataset}.item"), encoding="utf-8") as fh, \
+            open(os.path.join(dst, f"{dataset}.item"), "w", encoding="utf-8") as out:
+        out.write(fh.readline())
+        out.writelines(line for line in fh if line.split("\t")[0] in items)
+    return str(out_dir)
