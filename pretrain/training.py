@@ -167,12 +167,20 @@ def save_final(trainer, model, tokenizer, cfg, stage):
     return final
 
 
+def _rng_state_types():
+    """numpy types inside Trainer's rng_state.pth, so torch>=2.6's safe loader can resume."""
+    import numpy as np
+
+    return [np.core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def train_and_save(trainer, model, tokenizer, cfg, stage):
     """Train (resuming from the newest complete checkpoint) and save `final/`. Returns its path."""
     resume = latest_checkpoint(stage_dir(cfg, stage))
     if resume and trainer.args.should_save:
         print(f"[{stage}] resuming from {resume}", flush=True)
-    trainer.train(resume_from_checkpoint=resume)
+    with torch.serialization.safe_globals(_rng_state_types()):
+        trainer.train(resume_from_checkpoint=resume)
     return save_final(trainer, model, tokenizer, cfg, stage)
 
 
