@@ -9,7 +9,6 @@ the loss covers the output tokens only. Each user's last two items are never use
 """
 import random
 
-import torch
 from tqdm.auto import tqdm
 
 from pretrain import training
@@ -18,19 +17,6 @@ from pretrain.stage_config import parse_stage_args
 
 STAGE = "csft"
 IGNORE = -100
-
-
-class TokenizedDataset(torch.utils.data.Dataset):
-    """List of feature dicts (`input_ids`, `labels`, ...) for the HF Trainer."""
-
-    def __init__(self, features):
-        self.features = features
-
-    def __len__(self):
-        return len(self.features)
-
-    def __getitem__(self, i):
-        return self.features[i]
 
 
 def join_example(prompt_ids, output_ids, eos_id, max_length):
@@ -93,7 +79,7 @@ def prepare(cfg):
     pairs, stats = load_examples(cfg)
     features = build_features(tokenizer, pairs, cfg.max_length)
     stats.update(token_stats(features, cfg.max_length), model=model_dir)
-    return tokenizer, TokenizedDataset(features), stats
+    return tokenizer, training.TokenizedDataset(features), stats
 
 
 def make_trainer(cfg, tokenizer, dataset):
@@ -115,7 +101,7 @@ def main(argv=None):
     """Run CSFT. Returns the path of `<run_dir>/csft/final`."""
     cfg = parse_stage_args(STAGE, argv)
     if training.already_done(cfg, STAGE):
-        return training.stage_dir(cfg, STAGE) + "/final"
+        return training.final_dir(cfg, STAGE)
     tokenizer, dataset, stats = prepare(cfg)
     training.save_run_info(cfg, STAGE, stats)
     trainer, model = make_trainer(cfg, tokenizer, dataset)

@@ -22,19 +22,40 @@ def stage_dir(cfg, stage):
     return os.path.join(cfg.run_dir, stage)
 
 
+def final_dir(cfg, stage):
+    """Folder of a stage's finished model: `<run_dir>/<stage>/final`."""
+    return os.path.join(cfg.run_dir, stage, "final")
+
+
+class TokenizedDataset(torch.utils.data.Dataset):
+    """List of feature dicts (`input_ids`, `labels`, ...) for the HF Trainer."""
+
+    def __init__(self, features):
+        self.features = features
+
+    def __len__(self):
+        return len(self.features)
+
+    def __getitem__(self, i):
+        return self.features[i]
+
+
 def input_model(cfg, stage):
     """The model folder a stage starts from: `cfg.model`, else the previous stage's `final/`."""
     if cfg.model:
         return cfg.model
     if stage not in PREVIOUS_STAGE:
         raise ConfigError(f"{stage}: no model to start from; pass --model <HF model folder>")
-    return os.path.join(cfg.run_dir, PREVIOUS_STAGE[stage], "final")
+    return final_dir(cfg, PREVIOUS_STAGE[stage])
 
 
 def load_tokenizer(path):
     """The tokenizer saved in model folder `path` (pad = EOS when it has no pad token)."""
     from transformers import AutoTokenizer
 
+    if not os.path.isdir(path):
+        raise ConfigError(f"{path}: model folder not found (run the previous stage first, "
+                          f"or pass --model)")
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise ConfigError(f"{path}: not a Hugging Face model folder (no config.json)")
     if not any(os.path.isfile(os.path.join(path, f)) for f in
@@ -121,7 +142,7 @@ def latest_checkpoint(folder):
 
 def finished_step(cfg, stage):
     """Global step recorded in the stage's `final/`, or None when there is no final model."""
-    path = os.path.join(stage_dir(cfg, stage), "final", "trainer_state.json")
+    path = os.path.join(final_dir(cfg, stage), "trainer_state.json")
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as fh:
@@ -146,7 +167,7 @@ def save_final(trainer, model, tokenizer, cfg, stage):
     """Save `model` (LoRA merged) + tokenizer to `<stage>/final/` via a temp folder and rename."""
     trainer.accelerator.wait_for_everyone()
     out = stage_dir(cfg, stage)
-    final = os.path.join(out, "final")
+    final = final_dir(cfg, stage)
     if trainer.args.should_save:
         model = trainer.accelerator.unwrap_model(model)
         if hasattr(model, "merge_and_unload"):

@@ -1,0 +1,148 @@
+"""MNTP: masked next-token prediction with bidirectional attention on single item titles.
+
+A fraction of each title's tokens is selected (80% replaced by the mask token, 10% by a random
+token, 10% kept); the causal-LM head predicts selected token i from position i-1's output
+(the model's usual shifted loss), as llm2vec does. Starts from `<run_dir>/csft/final`.
+
+    python -m pretrain.mntp --run_dir runs/x --datasets Games Electronics --data_path dataset/
+"""
+import random
+
+import torch
+
+from pretrain import training
+from pretrain.sequences import training_titles
+from pretrain.stage_config import ConfigError, parse_stage_args
+
+STAGE = "mntp"
+IGNORE = -100
+
+
+def mask_token_id(tokenizer, mask_token, where="tokenizer"):
+    """Id of `mask_token`, which must already be one vocabulary entry; ConfigError if not."""
+    token_id = tokenizer.convert_tokens_to_ids(mask_token)
+    if token_id is None or (token_id == tokenizer.unk_token_id and mask_token != tokenizer.unk_token):
+        raise ConfigError(f"{where}: mask token {mask_token!r} is not in the vocabulary; set "
+                          f"mask_token to an existing token (e.g. '_' for Qwen2)")
+    return token_id
+
+
+class MNTPCollator:
+    """Pads titles (right) and masks them. Returns {input_ids, attention_mask, labels} [B, L];
+    labels hold the original token at selected positions, -100 elsewhere (unshifted)."""
+
+    def __init__(self, tokenizer, mask_id, mlm_probability=0.2, pad_to_multiple_of=8,
+                 generator=None):
+        self.pad_id = tokenizer.pad_token_id
+        self.mask_id = mask_id
+        self.vocab_size = len(tokenizer)
+        self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+        self.probability = mlm_probability
+        self.multiple = pad_to_multiple_of
+        self.generator = generator
+
+    def pad(self, features):
+        """Right-padded input_ids and attention_mask [B, L]."""
+        longest = max(len(f["input_ids"]) for f in features)
+        if self.multiple:
+            longest = -(-longest // self.multiple) * self.multiple
+        ids = torch.full((len(features), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(features), longest), dtype=torch.long)
+        for row, f in enumerate(features):
+            ids[row, :len(f["input_ids"])] = torch.tensor(f["input_ids"])
+            mask[row, :len(f["input_ids"])] = 1
+        return ids, mask
+
+    def __call__(self, features):
+        ids, attention_mask = self.pad(features)
+        # Candidates: real, non-special tokens; never position 0, which has no i-1 to predict it.
+        candidates = attention_mask.bool() & ~torch.isin(ids, self.special_ids)
+        candidates[:, 0] = False
+        draw = torch.rand(ids.shape, generator=self.generator)
+        selected = candidates & (draw < self.probability)
+        labels = torch.where(selected, ids, torch.full_like(ids, IGNORE))
+        action = torch.rand(ids.shape, generator=self.generator)
+        masked = selected & (action < 0.8)
+        randomized = selected & (action >= 0.8) & (action < 0.9)
+        inputs = ids.clone()
+        inputs[masked] = self.mask_id
+        random_ids = torch.randint(self.vocab_size, ids.shape, generator=self.generator)
+        inputs[randomized] = random_ids[randomized]
+        return {"input_ids": inputs, "attention_mask": attention_mask, "labels": labels}
+
+
+def title_features(tokenizer, titles, max_length):
+    """Tokenised titles (with the model's usual special tokens), cut to `max_length`."""
+    ids = tokenizer(titles, truncation=True, max_length=max_length)["input_ids"]
+    return [{"input_ids": x} for x in ids]
+
+
+def load_titles(cfg):
+    """Distinct item titles of all `cfg.datasets`, subsampled to `max_examples`. Returns (titles, stats)."""
+    titles, stats = [], {"datasets": {}}
+    for name in cfg.datasets:
+        ds_titles = training_titles(cfg.data_path, name, cfg.title_field)
+        titles.extend(ds_titles)
+        stats["datasets"][name] = {"titles": len(ds_titles)}
+    titles = list(dict.fromkeys(titles))
+    if cfg.max_examples and cfg.max_examples < len(titles):
+        titles = random.Random(cfg.seed).sample(titles, cfg.max_examples)
+    stats["examples"] = len(titles)
+    return titles, stats
+
+
+def check_backbone(model_dir):
+    """Fail early when `model_dir` has no bidirectional version. Returns its HF config."""
+    from transformers import AutoConfig
+
+    from pretrain.models import bidirectional_classes
+
+    config = AutoConfig.from_pretrained(model_dir)
+    bidirectional_classes(config, where=model_dir)
+    return config
+
+
+def prepare(cfg):
+    """Check inputs, read and tokenise titles. Returns (tokenizer, mask id, dataset, stats)."""
+    model_dir = training.input_model(cfg, STAGE)
+    tokenizer = training.load_tokenizer(model_dir)
+    mask_id = mask_token_id(tokenizer, cfg.mask_token, where=model_dir)
+    check_backbone(model_dir)
+    titles, stats = load_titles(cfg)
+    features = title_features(tokenizer, titles, cfg.max_length)
+    lengths = [len(f["input_ids"]) for f in features]
+    stats.update(model=model_dir, tokens=sum(lengths), max_length=max(lengths),
+                 mean_length=sum(lengths) / len(lengths))
+    return tokenizer, mask_id, training.TokenizedDataset(features), stats
+
+
+def make_trainer(cfg, tokenizer, mask_id, dataset):
+    """The bidirectional LM-head model and its Trainer. Returns (trainer, model)."""
+    from transformers import Trainer
+
+    from pretrain.models import load_backbone
+
+    model = load_backbone(training.input_model(cfg, STAGE), bidirectional=True, lm_head=True,
+                          attn_implementation=training.attn_implementation(cfg),
+                          torch_dtype=training.model_dtype(cfg))
+    model.config.use_cache = False
+    model = training.apply_lora(model, cfg)
+    collate = MNTPCollator(tokenizer, mask_id, cfg.mlm_probability)
+    trainer = Trainer(model=model, args=training.training_arguments(cfg, STAGE),
+                      train_dataset=dataset, data_collator=collate, tokenizer=tokenizer)
+    return trainer, model
+
+
+def main(argv=None):
+    """Run MNTP. Returns the path of `<run_dir>/mntp/final`."""
+    cfg = parse_stage_args(STAGE, argv)
+    if training.already_done(cfg, STAGE):
+        return training.final_dir(cfg, STAGE)
+    tokenizer, mask_id, dataset, stats = prepare(cfg)
+    training.save_run_info(cfg, STAGE, stats)
+    trainer, model = make_trainer(cfg, tokenizer, mask_id, dataset)
+    return training.train_and_save(trainer, model, tokenizer, cfg, STAGE)
+
+
+if __name__ == "__main__":
+    main()
