@@ -1,7 +1,9 @@
 """Shared core of the converters: text cleaning, ordering and atomic writing of `.inter`/`.item`."""
+import gzip
 import html
 import os
 import re
+import sys
 
 from recbole_llm2rec.feat import atomic_write_text
 
@@ -13,6 +15,27 @@ class ConvertError(ValueError):
     """A source file cannot be converted; the message names the file, line and value."""
 
 
+def open_source(path):
+    """Open a source file for reading bytes, decompressing `.gz`; a clear error if it is missing."""
+    if not os.path.isfile(path):
+        raise ConvertError(f"{path}: source file not found")
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+
+
+class BadLines:
+    """Counts skipped source lines and prints the first few as `file:line: reason: value`."""
+
+    def __init__(self, shown=10):
+        self.count, self.shown = 0, shown
+
+    def add(self, path, lineno, reason, value):
+        self.count += 1
+        if self.count <= self.shown:
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            text = text.rstrip("\r\n")
+            print(f"skipped {path}:{lineno}: {reason}: {text[:80]!r}", file=sys.stderr)
+
+
 def dataset_files(out_dir, name):
     """Returns (folder, .inter path, .item path) of dataset `name` inside `out_dir`."""
     folder = os.path.join(out_dir, name)
@@ -20,9 +43,11 @@ def dataset_files(out_dir, name):
 
 
 def natural_key(token):
-    """Sort key ordering 'u2' before 'u10' (digit runs compare as numbers)."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part)
-            for part in re.split(r"(\d+)", token) if part]
+    """Sort key (a string) ordering 'u2' before 'u10': each digit run gets its length prepended.
+
+    Being a plain string, the key also orders the lines of the external sort in `amazon2023`.
+    """
+    return re.sub(r"\d+", lambda m: f"{len(m.group()):02d}{m.group()}", token)
 
 
 def clean_text(text):
@@ -34,6 +59,25 @@ def clean_text(text):
             break
         text = decoded
     return " ".join(text.split())
+
+
+def quote_safe(text):
+    """`text` with a leading ASCII double quote (and its closing one) made typographic.
+
+    RecBole reads atomic files with pandas, which takes a field starting with '"' for a
+    quoted CSV field and fails or merges lines.
+    """
+    if not text.startswith('"'):
+        return text
+    close = text.find('"', 1)
+    if close < 0:
+        return "\u201c" + text[1:]
+    return "\u201c" + text[1:close] + "\u201d" + text[close + 1:]
+
+
+def clean_title(text):
+    """A title as written to `.item`: `clean_text`, then made safe for RecBole's reader."""
+    return quote_safe(clean_text(text))
 
 
 def format_timestamp(seconds):

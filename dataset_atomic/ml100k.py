@@ -3,7 +3,7 @@ import os
 
 import recbole
 
-from dataset_atomic.atomic_files import (ConvertError, check_token, clean_text, dataset_files,
+from dataset_atomic.atomic_files import (ConvertError, check_token, clean_title, dataset_files,
                                          has_dataset, sort_interactions, write_inter, write_item)
 
 NAME = "ml-100k"
@@ -44,7 +44,7 @@ def convert(out_dir, src_dir=None):
     items = []
     for lineno, (item, title) in _read_columns(src_item, ["item_id", "movie_title"]):
         check_token(f"{src_item}:{lineno}", "item", item)
-        title = clean_text(title)
+        title = clean_title(title)
         if not title:
             raise ConvertError(f"{src_item}:{lineno}: item {item!r} has an empty movie_title")
         items.append((item, title))
