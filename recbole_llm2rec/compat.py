@@ -1,0 +1,79 @@
+"""Fixes for RecBole 1.2.1 on the current torch stack, applied by importing this module.
+
+1. Importing RecBole's sequential models runs `torch.autograd.set_detect_anomaly(True)`
+   (sine.py), which doubles training time for the whole process. We import them once
+   here and switch it back off.
+2. RecBole saves its checkpoints with the whole `Config` object and pickle protocol 4,
+   which torch>=2.6's safe `torch.load(weights_only=True)` refuses, so RecBole cannot
+   reload its own best model. Rather than disabling safe loading, our trainers save
+   checkpoints made only of tensors and plain values, which the safe loader accepts.
+"""
+import enum
+
+import torch
+import recbole.model.sequential_recommender  # noqa: F401  (runs sine.py's global switch)
+from recbole.utils import get_trainer as _recbole_get_trainer
+
+torch.autograd.set_detect_anomaly(False)
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def plain_config(config):
+    """The config's values as a tree of plain Python values (enums by name; others dropped)."""
+
+    def convert(value):
+        if isinstance(value, enum.Enum):
+            return value.name
+        if isinstance(value, _PLAIN):
+            return value
+        if isinstance(value, (list, tuple)):
+            items = [convert(v) for v in value]
+            return _DROP if any(i is _DROP for i in items) else items
+        if isinstance(value, dict):
+            items = {str(k): convert(v) for k, v in value.items()}
+            return {k: v for k, v in items.items() if v is not _DROP}
+        return _DROP
+
+    _DROP = object()
+    return convert(dict(config.final_config_dict))
+
+
+class SafeCheckpointMixin:
+    """Trainer mixin: checkpoints loadable by `torch.load(..., weights_only=True)`; keeps the
+    last validation result (`last_valid_result`) for per-epoch callbacks."""
+
+    last_valid_result = None
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        self.last_valid_result = result
+        return score, result
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        state = {
+            "config": plain_config(self.config),
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": float(self.best_valid_score),
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        torch.save(state, saved_model_file)
+        if verbose:
+            self.logger.info(f"Saving current: {saved_model_file}")
+
+
+_TRAINERS = {}
+
+
+def get_trainer(model_type, model_name):
+    """RecBole's trainer class for the model, with safe checkpoints."""
+    base = _recbole_get_trainer(model_type, model_name)
+    if base not in _TRAINERS:
+        _TRAINERS[base] = type("Safe" + base.__name__, (SafeCheckpointMixin, base), {})
+    return _TRAINERS[base]

@@ -1,0 +1,4 @@
+from recbole_llm2rec.model.text_gru4rec import TextGRU4Rec
+from recbole_llm2rec.model.text_sasrec import TextSASRec
+
+__all__ = ["TextSASRec", "TextGRU4Rec"]

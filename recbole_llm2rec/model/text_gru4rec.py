@@ -1,0 +1,12 @@
+"""TextGRU4Rec: RecBole's GRU4Rec with its item table replaced by frozen text embeddings + adapter."""
+from recbole.model.sequential_recommender.gru4rec import GRU4Rec
+
+from recbole_llm2rec.model.layers import use_text_item_table
+
+
+class TextGRU4Rec(GRU4Rec):
+    """GRU4Rec whose input and output item embeddings are `adapter(frozen .feat row)`."""
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        use_text_item_table(self, config, dataset)

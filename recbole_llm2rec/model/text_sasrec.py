@@ -1,0 +1,12 @@
+"""TextSASRec: RecBole's SASRec with its item table replaced by frozen text embeddings + adapter."""
+from recbole.model.sequential_recommender.sasrec import SASRec
+
+from recbole_llm2rec.model.layers import use_text_item_table
+
+
+class TextSASRec(SASRec):
+    """SASRec whose input and output item embeddings are `adapter(frozen .feat row)`."""
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        use_text_item_table(self, config, dataset)
