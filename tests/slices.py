@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 
 
 def write_slice(out_dir, dataset, n_users):
