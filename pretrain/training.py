@@ -111,12 +111,12 @@ def apply_lora(model, cfg):
     return get_peft_model(model, lora)
 
 
-def training_arguments(cfg, stage):
+def training_arguments(cfg, stage, **overrides):
     """HF TrainingArguments of a stage (checkpoints and tensorboard logs under its folder)."""
     from transformers import TrainingArguments
 
     out = stage_dir(cfg, stage)
-    return TrainingArguments(
+    settings = dict(
         output_dir=out, logging_dir=os.path.join(out, "logs"), max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.micro_batch_size,
         gradient_accumulation_steps=accumulation_steps(cfg), learning_rate=cfg.learning_rate,
@@ -128,6 +128,8 @@ def training_arguments(cfg, stage):
         group_by_length=cfg.group_by_length, report_to=list(cfg.report_to or []) or "none",
         dataloader_num_workers=cfg.dataloader_num_workers, remove_unused_columns=False,
         ddp_find_unused_parameters=False, save_safetensors=True, use_cpu=not torch.cuda.is_available())
+    settings.update(overrides)
+    return TrainingArguments(**settings)
 
 
 def latest_checkpoint(folder):

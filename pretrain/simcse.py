@@ -1,0 +1,123 @@
+"""IC (item-level contrastive, unsupervised SimCSE) on item titles with a bidirectional LLM.
+
+Each title goes through the model twice with attention dropout on (two views), is mean-pooled,
+and the in-batch softmax over cosine similarities / temperature pulls the two views together.
+Starts from `<run_dir>/mntp/final`.
+
+    python -m pretrain.simcse --run_dir runs/x --datasets Games Electronics --data_path dataset/
+"""
+import torch
+import torch.nn.functional as F
+
+from pretrain import training
+from pretrain.mntp import check_backbone, load_titles, title_features
+from pretrain.stage_config import ConfigError, parse_stage_args
+
+STAGE = "simcse"
+
+
+def contrastive_loss(a, b, temperature, offset=0):
+    """In-batch InfoNCE: row i of `a` [B, H] should match row offset+i of `b` [N, H] among all
+    rows of `b` by cosine similarity / temperature. Returns a scalar."""
+    scores = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
+    labels = torch.arange(a.shape[0], device=a.device) + offset
+    return F.cross_entropy(scores, labels)
+
+
+def gather_views(b):
+    """Second views of all processes [N, H] (own rows keep their gradient), and this process's
+    row offset; just (b, 0) without torch.distributed."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return b, 0
+    world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+    parts = [torch.empty_like(b) for _ in range(world)]
+    torch.distributed.all_gather(parts, b.detach().contiguous())
+    parts[rank] = b
+    return torch.cat(parts), rank * b.shape[0]
+
+
+def embed_views(model, input_ids, attention_mask):
+    """Mean-pooled embeddings of two dropout views of each input. Returns ([B, H], [B, H])."""
+    from pretrain.extract import pool
+
+    mask = torch.cat([attention_mask, attention_mask])
+    hidden = model(input_ids=torch.cat([input_ids, input_ids]), attention_mask=mask)[0]
+    return pool(hidden, mask, "mean").chunk(2)
+
+
+def set_attention_dropout(model, p):
+    """Set the attention-probability dropout (Qwen2's only dropout; Llama's too) to `p`."""
+    model.config.attention_dropout = p
+    for module in model.modules():
+        if hasattr(module, "attention_dropout") and not isinstance(module, type(model.config)):
+            module.attention_dropout = p
+    return model
+
+
+def make_trainer_class():
+    """Trainer whose loss is the contrastive loss over two views (defined lazily: HF import)."""
+    from transformers import Trainer
+
+    class SimCSETrainer(Trainer):
+        """HF Trainer with the IC loss; `temperature` is set on the instance."""
+
+        temperature = 0.2
+
+        def compute_loss(self, model, inputs, return_outputs=False):
+            a, b = embed_views(model, inputs["input_ids"], inputs["attention_mask"])
+            others, offset = gather_views(b)
+            loss = contrastive_loss(a, others, self.temperature, offset)
+            return (loss, {"embeddings": a}) if return_outputs else loss
+
+    return SimCSETrainer
+
+
+def prepare(cfg):
+    """Check inputs, read and tokenise titles. Returns (tokenizer, dataset, stats)."""
+    model_dir = training.input_model(cfg, STAGE)
+    tokenizer = training.load_tokenizer(model_dir)
+    check_backbone(model_dir)
+    titles, stats = load_titles(cfg)
+    features = title_features(tokenizer, titles, cfg.max_length)
+    lengths = [len(f["input_ids"]) for f in features]
+    stats.update(model=model_dir, tokens=sum(lengths), max_length=max(lengths))
+    return tokenizer, training.TokenizedDataset(features), stats
+
+
+def make_trainer(cfg, tokenizer, dataset):
+    """The bidirectional encoder with attention dropout and its Trainer. Returns (trainer, model)."""
+    from transformers import DataCollatorWithPadding
+
+    from pretrain.models import load_backbone
+
+    model = load_backbone(training.input_model(cfg, STAGE), bidirectional=True,
+                          attn_implementation=training.attn_implementation(cfg),
+                          torch_dtype=training.model_dtype(cfg))
+    set_attention_dropout(model, cfg.attention_dropout)
+    model.config.use_cache = False
+    model = training.apply_lora(model, cfg)
+    # Equal batches on every process, for the gathered negatives.
+    args = training.training_arguments(cfg, STAGE, dataloader_drop_last=True)
+    trainer = make_trainer_class()(
+        model=model, args=args, train_dataset=dataset, tokenizer=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8))
+    trainer.temperature = cfg.temperature
+    return trainer, model
+
+
+def main(argv=None):
+    """Run IC (SimCSE). Returns the path of `<run_dir>/simcse/final`."""
+    cfg = parse_stage_args(STAGE, argv)
+    if training.already_done(cfg, STAGE):
+        return training.final_dir(cfg, STAGE)
+    tokenizer, dataset, stats = prepare(cfg)
+    if len(dataset) < cfg.batch_size:
+        raise ConfigError(f"simcse: {len(dataset)} titles is fewer than batch_size "
+                          f"{cfg.batch_size}")
+    training.save_run_info(cfg, STAGE, stats)
+    trainer, model = make_trainer(cfg, tokenizer, dataset)
+    return training.train_and_save(trainer, model, tokenizer, cfg, STAGE)
+
+
+if __name__ == "__main__":
+    main()

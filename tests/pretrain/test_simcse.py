@@ -1,0 +1,63 @@
+"""IC (SimCSE): hand-computed loss, two dropout views, loss going down."""
+import json
+import math
+
+import pytest
+import torch
+
+from pretrain import simcse
+from pretrain.models import load_backbone
+
+from slices import write_slice
+
+
+@pytest.fixture(scope="module")
+def games(tmp_path_factory):
+    """Folder with a 12-user slice of the real Games dataset."""
+    return write_slice(tmp_path_factory.mktemp("data"), "Games", 12)
+
+
+def test_loss_equals_hand_computed_value():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    b = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 0.0]])
+    # Cosines: a0 vs b = (1, 0, 1); a1 vs b = (0, 1, 0); a2 vs b = (r, r, r), r = 1/sqrt(2).
+    # Scores are cosines / 0.5; loss_i = -score_ii + log sum_j exp(score_ij).
+    loss0 = -2 + math.log(math.exp(2) + 1 + math.exp(2))
+    loss1 = -2 + math.log(1 + math.exp(2) + 1)
+    loss2 = math.log(3)
+    expected = (loss0 + loss1 + loss2) / 3
+    assert simcse.contrastive_loss(a, b, 0.5).item() == pytest.approx(expected, rel=1e-6)
+    # With gathered views from other processes, positives sit at offset + i.
+    others = torch.cat([torch.tensor([[5.0, -1.0]]), b])
+    shifted = simcse.contrastive_loss(a, others, 0.5, offset=1).item()
+    extra = [2 * (5 / math.sqrt(26)), 2 * (-1 / math.sqrt(26)), 2 * (4 / math.sqrt(52))]
+    by_hand = [-2 + math.log(math.exp(extra[0]) + math.exp(2) + 1 + math.exp(2)),
+               -2 + math.log(math.exp(extra[1]) + 1 + math.exp(2) + 1),
+               -math.sqrt(2) + math.log(math.exp(extra[2]) + 3 * math.exp(math.sqrt(2)))]
+    assert shifted == pytest.approx(sum(by_hand) / 3, rel=1e-6)
+
+
+def test_dropout_makes_two_different_views(tiny_qwen2_dir, tiny_tokenizer):
+    model = load_backbone(tiny_qwen2_dir, bidirectional=True, attn_implementation="eager")
+    simcse.set_attention_dropout(model, 0.5)
+    batch = tiny_tokenizer(["Super Mario Odyssey", "Xbox One Wireless Controller"],
+                           padding=True, return_tensors="pt")
+    torch.manual_seed(0)
+    a, b = simcse.embed_views(model.train(), batch["input_ids"], batch["attention_mask"])
+    assert a.shape == (2, model.config.hidden_size) and not torch.allclose(a, b)
+    a, b = simcse.embed_views(model.eval(), batch["input_ids"], batch["attention_mask"])
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_loss_goes_down(tiny_llama_dir, games, tmp_path):
+    final = simcse.main(["--model", tiny_llama_dir, "--run_dir", str(tmp_path), "--datasets",
+                         "Games", "--data_path", games, "--max_length", "32", "--batch_size",
+                         "16", "--micro_batch_size", "16", "--learning_rate", "3e-3",
+                         "--warmup_steps", "0", "--logging_steps", "1", "--report_to", "none",
+                         "--max_steps", "8"])
+    state = json.load(open(f"{final}/trainer_state.json"))
+    losses = [e["loss"] for e in state["log_history"] if "loss" in e]
+    assert len(losses) == 8 and sum(losses[-2:]) < sum(losses[:2])
+    config = json.load(open(f"{final}/config.json"))
+    assert config["attention_dropout"] == 0.2 and "lm_head.weight" not in open(
+        f"{final}/model.safetensors", "rb").read(4096).decode("latin-1")
