@@ -18,7 +18,7 @@ import shutil
 from tqdm import tqdm
 
 from dataset_atomic.atomic_files import (BadLines, ConvertError, atomic_write_text, clean_title,
-                                         dataset_files, natural_key, open_source, write_inter,
+                                         natural_key, open_source, output_files, write_inter,
                                          write_item)
 
 WORK = ".amazon2023-work"
@@ -237,13 +237,9 @@ def convert(reviews, meta, out_dir, name, k=5, start=None, end=None, max_title_w
         raise ConvertError(f"--k must be a positive integer, got {k!r}")
     if max_title_words is not None and max_title_words < 1:
         raise ConvertError(f"--max_title_words must be positive, got {max_title_words!r}")
-    if not name or os.sep in name or name.startswith("."):
-        raise ConvertError(f"--name {name!r} is not a usable dataset name")
     for path in (reviews, meta):
         open_source(path).close()
-    folder, inter_path, item_path = dataset_files(out_dir, name)
-    if not overwrite and (os.path.exists(inter_path) or os.path.exists(item_path)):
-        raise ConvertError(f"{folder}: dataset files already exist; pass --overwrite to replace them")
+    folder, inter_path, item_path = output_files(out_dir, name, overwrite)
 
     work = os.path.join(folder, WORK)
     params = {"reviews": os.path.abspath(reviews), "meta": os.path.abspath(meta),

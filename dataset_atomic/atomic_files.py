@@ -42,6 +42,16 @@ def dataset_files(out_dir, name):
     return folder, os.path.join(folder, f"{name}.inter"), os.path.join(folder, f"{name}.item")
 
 
+def output_files(out_dir, name, overwrite=False):
+    """(folder, .inter, .item) for a new dataset; refuses to replace existing files unless asked."""
+    if not name or "/" in name or os.sep in name or name.startswith("."):
+        raise ConvertError(f"--name {name!r} is not a usable dataset name")
+    folder, inter, item = dataset_files(out_dir, name)
+    if not overwrite and (os.path.exists(inter) or os.path.exists(item)):
+        raise ConvertError(f"{folder}: dataset files already exist; pass --overwrite to replace them")
+    return folder, inter, item
+
+
 def natural_key(token):
     """Sort key (a string) ordering 'u2' before 'u10': each digit run gets its length prepended.
 

@@ -1,0 +1,133 @@
+"""The LLM2Rec / DecodingMatters CSV layout (one row per prefix: <=10 history items + target).
+
+Columns used: `user_id`, `history_item_title`, `item_title`, `history_timestamp`, `timestamp`,
+and as item token `item_asin`/`item_asins` when present, else `item_id`/`history_item_id`.
+History columns are Python list literals. Given all split files (train, valid, test), each
+user's full sequence is rebuilt by chaining rows: a row's history is the last <=10 items
+before its target.
+"""
+import ast
+import collections
+import csv
+import io
+import sys
+
+from tqdm import tqdm
+
+from dataset_atomic.atomic_files import (ConvertError, check_token, clean_title, open_source,
+                                         output_files, sort_interactions, write_inter, write_item)
+
+TOKEN_COLUMNS = (("item_asin", "item_asins"), ("item_id", "history_item_id"))
+NEEDED = ("user_id", "history_item_title", "item_title", "history_timestamp", "timestamp")
+
+
+def _list(path, lineno, column, text):
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = None
+    if not isinstance(value, (list, tuple)):
+        raise ConvertError(f"{path}:{lineno}: column {column!r} is not a list literal: {text[:80]!r}")
+    return [str(v) for v in value]
+
+
+def _read_rows(path):
+    """Yield (line, user, history [(item, title, ts)], target (item, title, ts)) per CSV row."""
+    csv.field_size_limit(sys.maxsize)
+    with open_source(path) as raw:
+        reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+        fields = reader.fieldnames or []
+        missing = [c for c in NEEDED if c not in fields]
+        if missing:
+            raise ConvertError(f"{path}: header lacks columns {missing} (has {fields})")
+        target_col, history_col = next(pair for pair in TOKEN_COLUMNS if pair[0] in fields)
+        if history_col not in fields:
+            raise ConvertError(f"{path}: has {target_col!r} but no {history_col!r} column")
+        for row in tqdm(reader, desc=path, unit=" rows", mininterval=2):
+            lineno = reader.line_num
+            if None in row or any(row[c] is None for c in NEEDED):
+                raise ConvertError(f"{path}:{lineno}: wrong number of columns")
+            items = _list(path, lineno, history_col, row[history_col])
+            titles = _list(path, lineno, "history_item_title", row["history_item_title"])
+            stamps = _list(path, lineno, "history_timestamp", row["history_timestamp"])
+            if not len(items) == len(titles) == len(stamps):
+                raise ConvertError(f"{path}:{lineno}: history lists differ in length "
+                                   f"({len(items)} items, {len(titles)} titles, {len(stamps)} times)")
+            history = list(zip(items, titles, stamps))
+            yield lineno, row["user_id"], history, (row[target_col], row["item_title"], row["timestamp"])
+
+
+def _chain(user, rows, where):
+    """A user's full sequence [(item, title, ts)] from its prefix rows (see module docstring)."""
+    rows = sorted(rows, key=lambda r: len(r[1]))
+    if len(rows[0][1]) != 1:
+        raise ConvertError(f"{where[rows[0][0]]}: user {user!r}: the earliest row has "
+                           f"{len(rows[0][1])} history items, expected 1 (are all split files given?)")
+    seq = list(rows[0][1])
+    pending = collections.defaultdict(list)  # history items -> rows waiting for that prefix
+    for row in rows:
+        pending[tuple(h[0] for h in row[1])].append(row)
+    while pending:
+        key = tuple(item for item, _, _ in seq[-10:])
+        candidates = pending.get(key)
+        if not candidates:
+            row = next(iter(pending.values()))[0]
+            raise ConvertError(f"{where[row[0]]}: user {user!r}: this row's history does not follow "
+                               f"the user's other rows (are all split files given?)")
+        row = min(candidates, key=lambda r: float(r[2][2]))
+        candidates.remove(row)
+        if not candidates:
+            del pending[key]
+        seq.append(row[2])
+    return seq
+
+
+def convert(csv_paths, out_dir, name, timestamp_unit="auto", overwrite=False):
+    """Rebuild `<out_dir>/<name>/` from the split CSV files. Returns (folder, counts dict)."""
+    if timestamp_unit not in ("auto", "s", "ms"):
+        raise ConvertError(f"--timestamp_unit must be auto, s or ms, got {timestamp_unit!r}")
+    folder, inter_path, item_path = output_files(out_dir, name, overwrite)
+    for path in csv_paths:
+        open_source(path).close()
+    by_user, where, titles, seen = collections.defaultdict(list), {}, {}, set()
+    duplicates = 0
+    for path in csv_paths:
+        for lineno, user, history, target in _read_rows(path):
+            key = (user, tuple(history), target)
+            if key in seen:
+                duplicates += 1  # the same prefix row given twice (e.g. in two split files)
+                continue
+            seen.add(key)
+            ref = (path, lineno)
+            where[ref] = f"{path}:{lineno}"
+            check_token(where[ref], "user", user)
+            for item, title, _ in history + [target]:
+                check_token(where[ref], "item", item)
+                title = clean_title(title)
+                if not title:
+                    raise ConvertError(f"{where[ref]}: item {item!r} has an empty title")
+                if titles.setdefault(item, title) != title:
+                    raise ConvertError(f"{where[ref]}: item {item!r} has title {title!r}, elsewhere "
+                                       f"{titles[item]!r}")
+            by_user[user].append((ref, history, target))
+    rows = []
+    for user, user_rows in by_user.items():
+        rows.extend((user, item, stamp) for item, _, stamp in _chain(user, user_rows, where))
+    seconds = _to_seconds(rows, timestamp_unit)
+    write_item(item_path, titles.items())
+    kept = write_inter(inter_path, sort_interactions(seconds))
+    return folder, {"rows": len(where) + duplicates, "duplicate_rows": duplicates, "users": len(by_user), "items": len(titles),
+                    "interactions": kept}
+
+
+def _to_seconds(rows, unit):
+    """Rows with numeric timestamps in seconds; 'auto' takes values above 1e11 for milliseconds."""
+    out = []
+    for user, item, stamp in rows:
+        try:
+            out.append((user, item, float(stamp)))
+        except ValueError:
+            raise ConvertError(f"user {user!r}, item {item!r}: timestamp {stamp!r} is not a number") from None
+    if unit == "ms" or (unit == "auto" and out and max(r[2] for r in out) > 1e11):
+        out = [(u, i, t / 1000) for u, i, t in out]
+    return out
