@@ -7,6 +7,7 @@ import pytest
 from dataset_atomic import amazon2023
 from dataset_atomic.atomic_files import ConvertError
 from dataset_atomic.validate import validate
+from recbole_check import recbole_counts
 
 
 def _review(user, asin, ms):
@@ -144,3 +145,8 @@ def test_bad_input_is_refused_before_work(raw, tmp_path):
     amazon2023.convert(*raw, out, "Games", k=2)
     with pytest.raises(ConvertError, match="already exist; pass --overwrite"):
         amazon2023.convert(*raw, out, "Games", k=2)
+
+
+def test_recbole_loads_the_output(raw, tmp_path):
+    folder, counts = amazon2023.convert(*raw, str(tmp_path / "out"), "Games", k=2, start="2018-01-01")
+    assert recbole_counts(str(tmp_path / "out"), "Games") == (counts["users"], counts["items"]) == (2, 3)

@@ -6,6 +6,7 @@ import pytest
 
 from dataset_atomic import llm2rec_csv
 from dataset_atomic.atomic_files import ConvertError
+from recbole_check import recbole_counts
 from slices import write_slice
 
 COLUMNS = ["user_id", "item_asins", "item_asin", "history_item_id", "item_id",
@@ -76,7 +77,7 @@ def test_errors_name_file_and_line(tmp_path):
 
 def test_real_dataset_round_trips_unchanged(tmp_path):
     """Games slice -> DecodingMatters CSV split 80/10/10 by time -> atomic: identical files."""
-    data = write_slice(str(tmp_path / "src"), "Games", 800)
+    data = write_slice(str(tmp_path / "src"), "Games", 500)
     src = os.path.join(data, "Games")
     inter, item = _lines(os.path.join(src, "Games.inter")), _lines(os.path.join(src, "Games.item"))
     TITLES.clear()
@@ -93,10 +94,18 @@ def test_real_dataset_round_trips_unchanged(tmp_path):
              (("train", rows[:int(n * .8)]), ("valid", rows[int(n * .8):int(n * .9)]),
               ("test", rows[int(n * .9):]))]
     folder, counts = llm2rec_csv.convert(paths, str(tmp_path / "out"), "Games")
-    assert counts["users"] == 800 and counts["rows"] == n
+    assert counts["users"] == 500 and counts["rows"] == n
     assert _lines(os.path.join(folder, "Games.inter")) == [
         "\t".join(["user_id:token", "item_id:token", "timestamp:float"])] + [
         "\t".join(line.split("\t")[:1] + ["ASIN_" + line.split("\t")[1]] + line.split("\t")[2:])
         for line in inter[1:]]
     assert _lines(os.path.join(folder, "Games.item"))[1:] == [
         "ASIN_" + line for line in item[1:]]
+
+
+def test_recbole_loads_the_output(tmp_path):
+    u1 = _prefix_rows("U1", [("A", 100), ("B", 200), ("C", 200), ("D", 300)])
+    u2 = _prefix_rows("U2", [("C", 50), ("A", 60), ("E", 70)])
+    path = _write_csv(str(tmp_path / "all.csv"), u1 + u2)
+    folder, counts = llm2rec_csv.convert([path], str(tmp_path / "out"), "Mini")
+    assert recbole_counts(str(tmp_path / "out"), "Mini") == (counts["users"], counts["items"]) == (2, 5)

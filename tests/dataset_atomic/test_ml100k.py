@@ -1,7 +1,10 @@
 import collections
 import os
 
+import pytest
+
 from dataset_atomic import ml100k
+from recbole_check import recbole_counts
 
 
 def _rows(path):
@@ -9,9 +12,15 @@ def _rows(path):
         return [line.rstrip("\n").split("\t") for line in fh]
 
 
-def test_convert_keeps_every_interaction_sorted_by_user_then_time(tmp_path):
-    folder = ml100k.convert(str(tmp_path))
-    assert folder == os.path.join(str(tmp_path), "ml-100k")
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("data"))
+    return out, ml100k.convert(out)
+
+
+def test_convert_keeps_every_interaction_sorted_by_user_then_time(converted):
+    out, folder = converted
+    assert folder == os.path.join(out, "ml-100k")
     inter = _rows(os.path.join(folder, "ml-100k.inter"))
     item = _rows(os.path.join(folder, "ml-100k.item"))
     assert inter[0] == ["user_id:token", "item_id:token", "timestamp:float"]
@@ -33,11 +42,12 @@ def test_convert_keeps_every_interaction_sorted_by_user_then_time(tmp_path):
     assert titles["1"] == "Toy Story"
     assert titles["111"] == "Truth About Cats & Dogs, The"
     assert [int(r[0]) for r in item[1:]] == list(range(1, 1683))
+    assert recbole_counts(out, "ml-100k", split=False) == (943, 1682)
 
 
-def test_convert_is_idempotent(tmp_path):
-    folder = ml100k.convert(str(tmp_path))
+def test_convert_is_idempotent(converted):
+    out, folder = converted
     path = os.path.join(folder, "ml-100k.inter")
     os.utime(path, (1, 1))
-    assert ml100k.convert(str(tmp_path)) == folder
+    assert ml100k.convert(out) == folder
     assert os.path.getmtime(path) == 1

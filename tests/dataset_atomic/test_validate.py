@@ -1,0 +1,77 @@
+import os
+
+import pytest
+
+from dataset_atomic.atomic_files import ConvertError
+from dataset_atomic.validate import format_problem, stats_table, validate
+
+ITEM = (b"item_id:token\ttitle:token_seq\n"
+        b"i1\tGood title\n"
+        b"i2\t   \n"
+        b"i1\tDuplicate\n"
+        b"i3\tFish &amp; Chips\n"
+        b"i4\t\"Quoted\" start\n"
+        b"i5\tbad\ttab\n"
+        b"i6\tcaf\xe9\n")
+INTER = (b"user_id:token\titem_id:token\ttimestamp:float\n"
+         b"u1\ti1\t10\n"
+         b"u1\ti3\t5\n"
+         b"u1\ti9\t20\n"
+         b"u2\ti1\tabc\n"
+         b"u2\ti3\t1\n"
+         b"u1\ti4\t30\n"
+         b"u3\ti1\t1\r\n")
+
+
+def _dataset(tmp_path, item=ITEM, inter=INTER):
+    folder = tmp_path / "Bad"
+    folder.mkdir()
+    (folder / "Bad.item").write_bytes(item)
+    (folder / "Bad.inter").write_bytes(inter)
+    return str(folder)
+
+
+def test_every_problem_is_reported_with_file_line_and_value(tmp_path):
+    report = validate(_dataset(tmp_path), "Bad")
+    found = [(os.path.basename(p.path), p.line, p.value, p.fixable) for p in report.problems]
+    assert found == [
+        ("Bad.item", 3, "   ", False),
+        ("Bad.item", 4, "i1", False),
+        ("Bad.item", 5, "Fish &amp; Chips", True),
+        ("Bad.item", 6, '"Quoted" start', True),
+        ("Bad.item", 7, "i5\tbad\ttab", False),
+        ("Bad.item", 8, "b'i6\\tcaf\\xe9'", False),
+        ("Bad.inter", 3, "5", False),
+        ("Bad.inter", 4, "i9", False),
+        ("Bad.inter", 5, "abc", False),
+        ("Bad.inter", 5, "u2", False),
+        ("Bad.inter", 7, "u1", False),
+        ("Bad.inter", 8, "u3\ti1\t1\r", False),
+        ("Bad.inter", 8, "u3", False),
+    ]
+    messages = [format_problem(p) for p in report.problems]
+    assert messages[1].endswith("Bad.item:4: duplicate item row (first on line 2): 'i1'")
+    assert "timestamp earlier than the user's previous row" in messages[6]
+    assert "item missing from Bad.item" in messages[7]
+    assert "non-numeric timestamp" in messages[8]
+    assert "user has 2 interaction(s); leave-one-out needs 3" in messages[9]
+    assert "not contiguous (also on line 2)" in messages[10]
+    assert "carriage return" in messages[11]
+    assert report.stats["users"] == 3 and report.stats["interactions"] == 7
+
+
+def test_clean_real_dataset_has_no_problems_and_paper_style_stats(tmp_path):
+    from slices import write_slice
+    data = write_slice(str(tmp_path), "Games", 300)
+    report = validate(os.path.join(data, "Games"), "Games")
+    assert report.problems == []
+    assert report.stats["users"] == 300
+    table = stats_table([("Games", report.stats)])
+    assert table.splitlines()[0].startswith("| dataset | #users | #items | #interactions")
+    assert table.splitlines()[2].startswith("| Games | 300 | ")
+
+
+def test_missing_header_field_is_an_error(tmp_path):
+    folder = _dataset(tmp_path, item=b"item_id:token\tname:token_seq\ni1\tx\n")
+    with pytest.raises(ConvertError, match=r"Bad.item:1: header lacks fields \['title'\]"):
+        validate(folder, "Bad")
