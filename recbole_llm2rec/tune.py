@@ -169,7 +169,6 @@ def run_trial(params, job):
                  overrides=job["overrides"], saved=True, callback_fn=report_valid)
     final = {f"valid/{k}": float(v) for k, v in result["best_valid_result"].items()}
     final.update({f"test/{k}": float(v) for k, v in result["test_result"].items()})
-    final["done"] = True
     session.report(final)
     # Returning nothing: in Ray 2.6 a returned dict is one more result, which ASHA rejects.
 
@@ -228,17 +227,17 @@ def trial_rows(results, space_keys, metric, mode):
         row = {"trial": os.path.basename(res.path.rstrip("/"))}
         row.update({k: _plain((res.config or {}).get(k)) for k in space_keys})
         history = res.metrics_dataframe
+        # only a trial that ran to its end reports test metrics
+        completed = any(str(k).startswith("test/") for k in metrics)
         if res.error is not None:
             row["status"] = "error"
-        elif metrics.get("done"):
-            row["status"] = "completed"
         else:
-            row["status"] = "stopped"
+            row["status"] = "completed" if completed else "stopped"
         evals = pd.DataFrame()
         if history is not None and "epoch" in history:
             evals = history[history["epoch"].notna()]
         row["epochs"] = int(evals["epoch"].max()) if len(evals) else 0
-        if metrics.get("done"):
+        if completed:
             best = metrics
         elif len(evals) and metric in evals:
             best = evals.loc[evals[metric].idxmax() if mode == "max" else evals[metric].idxmin()]
@@ -254,8 +253,9 @@ def trial_rows(results, space_keys, metric, mode):
     if metric not in table:
         table[metric] = float("nan")
     front = ["trial", "status", *space_keys, "epochs", metric]
-    rest = sorted(c for c in table.columns if c not in front and c not in ("time_s", "error"))
-    table = table[front + rest + ["time_s", "error"]]
+    valid = sorted(c for c in table.columns if c.startswith("valid/") and c not in front)
+    test = sorted(c for c in table.columns if c.startswith("test/"))
+    table = table[front + valid + test + ["time_s", "error"]]
     table = table.sort_values(metric, ascending=mode == "min", na_position="last", kind="stable")
     return table.reset_index(drop=True)
 
@@ -267,19 +267,21 @@ def _one_line(error):
     return text[:160]
 
 
-def _cell(value):
+def _cell(column, value):
     if isinstance(value, float):
         if math.isnan(value):
             return ""
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
+        if column.startswith(("valid/", "test/")):
+            return f"{value:.4f}"
+        return f"{value:.1f}" if column == "time_s" else f"{value:.4g}"
     return str(value).replace("|", "\\|")
 
 
 def markdown_table(table):
-    """The results table as GitHub Markdown, metrics to 4 decimals."""
+    """The results table as GitHub Markdown: metrics to 4 decimals, parameters to 4 digits."""
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     for row in table.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+        lines.append("| " + " | ".join(_cell(c, v) for c, v in zip(table.columns, row)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -318,7 +320,7 @@ def write_best_config(path, search, config, best, metric, num_trials):
 
     def write(fh):
         fh.write("\n".join(header) + "\n")
-        yaml.safe_dump(_plain(config), fh, default_flow_style=None, sort_keys=False)
+        yaml.safe_dump(_plain(config), fh, default_flow_style=False, sort_keys=False)
 
     atomic_write_text(path, write)
 
@@ -345,6 +347,8 @@ def build_parser():
                         "(default: start Ray on this machine)")
     p.add_argument("--search-alg", default="random",
                    help="random (default) or a Ray Tune searcher name: optuna, hyperopt, ...")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the search algorithm, for a reproducible search (default: none)")
     p.add_argument("--grace-period", type=int, default=1,
                    help="ASHA: evaluations every trial gets before it can be stopped (default 1)")
     p.add_argument("--reduction-factor", type=int, default=2,
@@ -356,17 +360,19 @@ def build_parser():
     return p
 
 
-def _check_search_alg(name, metric, mode):
-    """A Ray Tune searcher, or None for random search; TuneError if unknown or not installed."""
-    from ray.tune.search import SEARCH_ALG_IMPORT, create_searcher
+def make_searcher(name, metric, mode, seed=None):
+    """The Ray Tune search algorithm `name`; TuneError if unknown or its package is missing."""
+    from ray.tune.search import SEARCH_ALG_IMPORT, BasicVariantGenerator, create_searcher
 
     if name in ("random", "variant_generator"):
-        return None
+        return BasicVariantGenerator(random_state=seed)
     if name not in SEARCH_ALG_IMPORT:
         raise TuneError(f"--search-alg {name!r} is unknown; choose one of "
                         f"{', '.join(n for n in SEARCH_ALG_IMPORT if n != 'variant_generator')}")
     try:
-        return create_searcher(name, metric=metric, mode=mode)
+        # searchers name their seed differently; create_searcher drops the ones they lack
+        return create_searcher(name, metric=metric, mode=mode, seed=seed, random_state=seed,
+                               random_state_seed=seed)
     except (ImportError, AssertionError) as e:
         raise TuneError(f"--search-alg {name}: its package is not installed ({e})") from None
 
@@ -381,6 +387,7 @@ def _search_settings(args, overrides):
         "overrides": overrides,
         "num_samples": args.num_samples,
         "search_alg": args.search_alg,
+        "seed": args.seed,
         "grace_period": args.grace_period,
         "reduction_factor": args.reduction_factor,
     }
@@ -525,7 +532,7 @@ def main(argv=None):
         if args.resume and (rest or args.space or args.config_files):
             print("--resume: using the settings saved in the search folder", file=sys.stderr)
         search["space_parsed"] = load_space(search["space"])
-        _check_search_alg(search["search_alg"], None, None)
+        make_searcher(search["search_alg"], None, None)
         job = prepare(search, output)
     except TuneError as e:
         parser.exit(2, f"error: {e}\n")
@@ -542,11 +549,23 @@ def main(argv=None):
 def search_and_report(args, search, job, output):
     """Start or restore the Ray Tune search, then write results.{csv,md} and best_config.yaml."""
     import ray
+
+    # trials import the plugin even when it runs from a checkout rather than an installed package
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = [checkout] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    ray.init(address=args.address, include_dashboard=False, log_to_driver=False,
+             ignore_reinit_error=True,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}})
+    try:
+        return _fit_and_report(args, search, job, output)
+    finally:
+        ray.shutdown()  # on a cluster this only disconnects
+
+
+def _fit_and_report(args, search, job, output):
     from ray import air, tune
     from ray.tune.schedulers import ASHAScheduler
 
-    ray.init(address=args.address, include_dashboard=False, log_to_driver=False,
-             ignore_reinit_error=True)
     cpu, gpu = _resources(args, search["num_samples"])
     job["cpus"] = max(1, int(cpu))
     trainable = tune.with_resources(tune.with_parameters(run_trial, job=job),
@@ -566,7 +585,7 @@ def search_and_report(args, search, job, output):
             param_space=to_tune_space(search["space_parsed"]),
             tune_config=tune.TuneConfig(
                 metric=metric, mode=mode, scheduler=scheduler, num_samples=search["num_samples"],
-                search_alg=_check_search_alg(search["search_alg"], metric, mode),
+                search_alg=make_searcher(search["search_alg"], metric, mode, search["seed"]),
                 trial_dirname_creator=trial_dirname),
             run_config=air.RunConfig(
                 name="ray", storage_path=output, verbose=0,

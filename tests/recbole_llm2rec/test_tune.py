@@ -1,0 +1,136 @@
+"""Ray Tune search: space parsing and a real 2-trial search on a slice of ml-100k (CPU)."""
+import math
+import os
+import re
+
+import pandas as pd
+import pytest
+import yaml
+
+import slices
+from recbole_llm2rec.tune import TuneError, load_space, main, parse_overrides, to_tune_space
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def write_space(tmp_path, text, name="space.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_space_parses_the_four_distributions(tmp_path):
+    path = write_space(tmp_path, "learning_rate: {loguniform: [1e-4, 1.0e-2]}\n"
+                                 "hidden_dropout_prob: {uniform: [0.1, 0.5]}\n"
+                                 "n_layers: {randint: [1, 3]}\n"
+                                 "text_emb: {choice: [minilm, llm2rec]}\n")
+    space = load_space(path)
+    assert space == {"learning_rate": ("loguniform", [1e-4, 1e-2]),
+                     "hidden_dropout_prob": ("uniform", [0.1, 0.5]),
+                     "n_layers": ("randint", [1, 3]),
+                     "text_emb": ("choice", ["minilm", "llm2rec"])}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("lr: {logunifrom: [1.0e-4, 1.0e-2]}", "lr: unknown distribution 'logunifrom'"),
+    ("lr: {loguniform: [0, 1.0e-2]}", "lr: loguniform needs 0 < low"),
+    ("p: {uniform: [0.5, 0.1]}", "p: uniform needs low < high, got [0.5, 0.1]"),
+    ("n: {randint: [1, 2.5]}", "n: bound 2.5 is not an integer"),
+    ("n: {randint: [1]}", "n: randint needs [low, high], got [1]"),
+    ("h: {choice: []}", "h: choice needs a non-empty list"),
+    ("h: 64", "h: expected one distribution such as {choice: [a, b]}, got 64"),
+    ("- a", "expected a mapping of config keys to distributions"),
+])
+def test_space_errors_name_the_key_and_value(tmp_path, text, message):
+    path = write_space(tmp_path, text + "\n")
+    with pytest.raises(TuneError, match=re.escape(message)) as err:
+        load_space(path)
+    assert str(err.value).startswith(path)
+
+
+def test_randint_includes_both_bounds():
+    domain = to_tune_space({"n": ("randint", [1, 3])})["n"]
+    drawn = set(domain.sample(size=200, random_state=0))
+    assert drawn == {1, 2, 3}
+
+
+def test_overrides_are_key_value_and_leave_trial_keys_alone():
+    assert parse_overrides(["--epochs=1", "--data_path=a=b"]) == {"epochs": "1",
+                                                                   "data_path": "a=b"}
+    with pytest.raises(TuneError, match="'epochs'"):
+        parse_overrides(["epochs"])
+    with pytest.raises(TuneError, match="--checkpoint_dir is set by the tuner"):
+        parse_overrides(["--checkpoint_dir=x"])
+
+
+@pytest.fixture(scope="module")
+def ml100k_head(tmp_path_factory):
+    """The first 120 users of ml-100k (RecBole's package, converted), as data_path/ml-100k."""
+    from dataset_atomic import ml100k
+
+    full = tmp_path_factory.mktemp("full")
+    ml100k.convert(str(full))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(slices, "SHARED", str(full))
+        return slices.write_slice(str(tmp_path_factory.mktemp("data")), "ml-100k", 120)
+
+
+TINY = ["--epochs=1", "--n_layers=1", "--n_heads=4", "--inner_size=32",
+        "--train_batch_size=256", "--MAX_ITEM_LIST_LENGTH=10"]
+
+
+def test_unknown_key_fails_before_ray_starts(tmp_path, ml100k_head, capsys):
+    space = write_space(tmp_path, "learing_rate: {loguniform: [1.0e-3, 1.0e-2]}\n")
+    out = tmp_path / "search"
+    with pytest.raises(SystemExit) as err:
+        main(["--model", "SASRec", "--dataset", "ml-100k", "--space", space,
+              "--output", str(out), f"--data_path={ml100k_head}", *TINY])
+    assert err.value.code == 2
+    assert "'learing_rate' is not a config key of SASRec" in capsys.readouterr().err
+    assert not out.exists() or not os.listdir(out)
+
+
+def test_two_trial_search_writes_sorted_table_and_usable_best_config(tmp_path, ml100k_head,
+                                                                     monkeypatch, capsys):
+    from recbole_llm2rec.quick_start import build_config
+
+    monkeypatch.chdir(tmp_path)  # relative paths must be made absolute for the trials
+    # hidden_size 18 is not a multiple of n_heads=4: with this seed the second trial fails
+    space = write_space(tmp_path, "learning_rate: {loguniform: [1.0e-3, 1.0e-2]}\n"
+                                  "hidden_size: {choice: [16, 18]}\n")
+    data = os.path.relpath(ml100k_head, tmp_path)
+    argv = ["--model", "SASRec", "--dataset", "ml-100k", "--space", "space.yaml",
+            "--num-samples", "2", "--cpus", "1", "--seed", "5", "--output", "search",
+            f"--data_path={data}", *TINY]
+    table = main(argv)
+
+    saved = pd.read_csv(tmp_path / "search" / "results.csv")
+    assert len(saved) == 2 and list(saved["status"]) == ["completed", "error"]
+    ok, bad = saved.iloc[0], saved.iloc[1]
+    assert ok["hidden_size"] == 16 and bad["hidden_size"] == 18
+    assert "multiple of the number of attention heads" in bad["error"]
+    assert 0 < ok["valid/recall@20"] <= 1 and 0 <= ok["test/ndcg@10"] <= 1
+    assert ok["epochs"] == 1
+    assert math.isnan(bad["valid/recall@20"]) and math.isnan(bad["test/ndcg@10"])
+    assert list(table["trial"]) == list(saved["trial"])
+    md = (tmp_path / "search" / "results.md").read_text().splitlines()
+    assert md[0].startswith("| trial | status | learning_rate | hidden_size | epochs | "
+                            "valid/recall@20 |")
+    assert len(md) == 4 and "| completed |" in md[2] and "| error |" in md[3]
+    for trial in saved["trial"]:
+        assert (tmp_path / "search" / "ray" / trial / "params.json").is_file()
+
+    best = tmp_path / "search" / "best_config.yaml"
+    values = yaml.safe_load(best.read_text())
+    assert values["hidden_size"] == 16
+    assert values["learning_rate"] == pytest.approx(ok["learning_rate"])
+    config, _ = build_config("SASRec", "ml-100k", [str(best)])
+    assert config["hidden_size"] == 16 and config["epochs"] == 1 and config["n_heads"] == 4
+    assert os.path.samefile(config["data_path"], os.path.join(ml100k_head, "ml-100k"))
+
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert "already holds a search; pass --resume" in capsys.readouterr().err
+    resumed = main(["--output", "search", "--resume"])
+    assert list(resumed["trial"]) == list(saved["trial"])
+    assert list(resumed["status"]) == ["completed", "error"]
