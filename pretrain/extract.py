@@ -150,7 +150,8 @@ def output_path(data_path, dataset, name):
 def extract(model, data_path, datasets, name, title_field="title", pooling="mean", attention=None,
             batch_size=32, max_length=512, device=None, dtype="auto", attn_implementation=None,
             overwrite=False):
-    """Write `<Dataset>.<name>.feat` for each dataset, loading the model once. Returns the paths."""
+    """Write `<Dataset>.<name>.feat` for each dataset, loading the model once.
+    Returns one dict per dataset: path, items, tokens, seconds (embedding time), and the meta."""
     if pooling not in POOLING:
         raise ModelError(f"pooling must be one of {', '.join(POOLING)}, got {pooling!r}")
     jobs = []
@@ -163,15 +164,18 @@ def extract(model, data_path, datasets, name, title_field="title", pooling="mean
     net, tokenizer, info = load_encoder(model, attention, dtype, device, attn_implementation)
     meta = dict(info, stage="extract", pooling=pooling, max_length=max_length,
                 title_field=title_field, prompt=None, normalized=False)
+    results = []
     for dataset, out, tokens, titles in jobs:
         start = time.perf_counter()
         emb, n_tokens = embed_texts(net, tokenizer, titles, pooling, batch_size, max_length,
                                     desc=f"extract {dataset}")
         seconds = time.perf_counter() - start
         write_feat(out, tokens, emb, dict(meta, dataset=dataset))
+        results.append(dict(dataset=dataset, path=out, items=len(tokens), tokens=n_tokens,
+                            seconds=seconds, device=str(next(net.parameters()).device), **meta))
         print(f"{dataset}: {len(tokens)} items, {n_tokens} tokens in {seconds:.1f} s "
               f"({n_tokens / max(seconds, 1e-9):.0f} tokens/s) -> {out}")
-    return [job[1] for job in jobs]
+    return results
 
 
 def ensure_feat(data_path, dataset, name):

@@ -94,8 +94,10 @@ def test_pool_finds_last_real_token_on_either_side():
 def test_several_datasets_in_one_call(tmp_path, tiny_llama_dir):
     slice_dataset(tmp_path, "Games", 6)
     slice_dataset(tmp_path, "Beauty", 9)
-    paths = main(["--model", tiny_llama_dir, "--data_path", str(tmp_path), "--dataset", "Games",
-                  "Beauty", "--name", "tiny", "--pooling", "last", "--attention", "causal"])
+    runs = main(["--model", tiny_llama_dir, "--data_path", str(tmp_path), "--dataset", "Games",
+                 "Beauty", "--name", "tiny", "--pooling", "last", "--attention", "causal"])
+    paths = [run["path"] for run in runs]
+    assert [run["items"] for run in runs] == [6, 9] and all(run["tokens"] > 9 for run in runs)
     assert [len(read_feat(p)[0]) for p in paths] == [6, 9]
     assert paths[1].endswith(os.path.join("Beauty", "Beauty.tiny.feat"))
 

@@ -1,0 +1,63 @@
+"""Time `pretrain.extract` on whole datasets and record the figures in benchmarks/results/extract.md.
+
+    nice -n 5 python benchmarks/extract_speed.py --model models/SmolLM2-135M-Instruct \
+        --data_path dataset/ --dataset Games Beauty --name smollm2
+
+Takes the same flags as `python -m pretrain.extract` and appends one table row per dataset
+(items, tokens, embedding seconds, tokens/s, items/s) plus the machine it ran on.
+"""
+import os
+import platform
+import shlex
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pretrain.extract import main  # noqa: E402
+from recbole_llm2rec.feat import atomic_write_text  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "extract.md")
+HEADER = """# Item-title extraction speed (`pretrain.extract`)
+
+Written by `benchmarks/extract_speed.py`; one row per dataset and run. `seconds` covers
+tokenizing and embedding all titles (model loading excluded); tokens are the titles'
+tokens without padding.
+
+| date (UTC) | model | dataset | attention / pooling | device, dtype | batch | items | tokens | seconds | tokens/s | items/s |
+|---|---|---|---|---|---:|---:|---:|---:|---:|---:|
+"""
+
+
+def machine():
+    """One line describing the hardware the figures come from."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
+            f"with {torch.get_num_threads()} threads, {gpu}; 1-min load average at the end: "
+            f"{load:.1f}")
+
+
+def main_benchmark(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    runs = main(argv)
+    batch = argv[argv.index("--batch_size") + 1] if "--batch_size" in argv else "32"
+    model = argv[argv.index("--model") + 1]
+    rows = "".join(
+        f"| {stamp} | {model} | {r['dataset']} | {r['attention']} / {r['pooling']} | "
+        f"{r['device']}, {r['dtype']} | {batch} | {r['items']} | {r['tokens']} | "
+        f"{r['seconds']:.1f} | {r['tokens'] / r['seconds']:.0f} | {r['items'] / r['seconds']:.1f} |\n"
+        for r in runs)
+    old = open(RESULTS, encoding="utf-8").read() if os.path.isfile(RESULTS) else HEADER
+    head, sep, tail = old.partition("\n## Runs\n")
+    table_end = head.rstrip("\n") + "\n" + rows
+    notes = (tail if sep else "") + (
+        f"- {stamp}: `python benchmarks/extract_speed.py {shlex.join(argv)}` on {machine()}\n")
+    atomic_write_text(RESULTS, lambda fh: fh.write(table_end + "\n## Runs\n" + notes))
+    return runs
+
+
+if __name__ == "__main__":
+    main_benchmark()
