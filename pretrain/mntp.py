@@ -133,9 +133,8 @@ def make_trainer(cfg, tokenizer, mask_id, dataset):
     return trainer, model
 
 
-def main(argv=None):
-    """Run MNTP. Returns the path of `<run_dir>/mntp/final`."""
-    cfg = parse_stage_args(STAGE, argv)
+def run(cfg):
+    """Run MNTP with settings `cfg`. Returns the path of `<run_dir>/mntp/final`."""
     if training.already_done(cfg, STAGE):
         return training.final_dir(cfg, STAGE)
     tokenizer, mask_id, dataset, stats = prepare(cfg)
@@ -144,5 +143,10 @@ def main(argv=None):
     return training.train_and_save(trainer, model, tokenizer, cfg, STAGE)
 
 
+def main(argv=None):
+    """Command line: settings from `--config` and flags, then `run`."""
+    return run(parse_stage_args(STAGE, argv))
+
+
 if __name__ == "__main__":
-    main()
+    training.run_cli(main)

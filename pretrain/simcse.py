@@ -105,9 +105,8 @@ def make_trainer(cfg, tokenizer, dataset):
     return trainer, model
 
 
-def main(argv=None):
-    """Run IC (SimCSE). Returns the path of `<run_dir>/simcse/final`."""
-    cfg = parse_stage_args(STAGE, argv)
+def run(cfg):
+    """Run IC (SimCSE) with settings `cfg`. Returns the path of `<run_dir>/simcse/final`."""
     if training.already_done(cfg, STAGE):
         return training.final_dir(cfg, STAGE)
     tokenizer, dataset, stats = prepare(cfg)
@@ -119,5 +118,10 @@ def main(argv=None):
     return training.train_and_save(trainer, model, tokenizer, cfg, STAGE)
 
 
+def main(argv=None):
+    """Command line: settings from `--config` and flags, then `run`."""
+    return run(parse_stage_args(STAGE, argv))
+
+
 if __name__ == "__main__":
-    main()
+    training.run_cli(main)

@@ -179,10 +179,13 @@ def validate(cfg):
     if cfg.attn_implementation not in ("auto", "eager", "sdpa", "flash_attention_2"):
         raise ConfigError(f"setting 'attn_implementation' must be auto, eager, sdpa or "
                           f"flash_attention_2, got {cfg.attn_implementation!r}")
-    for name in ("mlm_probability", "temperature"):
-        value = getattr(cfg, name, 0.5)
-        if not 0 < value <= (1 if name == "mlm_probability" else float("inf")):
-            raise ConfigError(f"setting {name!r} has a bad value {value!r}")
+    if hasattr(cfg, "mlm_probability") and not 0 < cfg.mlm_probability < 1:
+        raise ConfigError(f"setting 'mlm_probability' must be in (0, 1), got {cfg.mlm_probability}")
+    if hasattr(cfg, "temperature") and not cfg.temperature > 0:
+        raise ConfigError(f"setting 'temperature' must be positive, got {cfg.temperature}")
+    if hasattr(cfg, "attention_dropout") and not 0 <= cfg.attention_dropout < 1:
+        raise ConfigError(f"setting 'attention_dropout' must be in [0, 1), got "
+                          f"{cfg.attention_dropout}")
 
 
 def parse_stage_args(stage, argv=None):

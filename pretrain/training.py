@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 
 import torch
@@ -174,6 +175,9 @@ def save_final(trainer, model, tokenizer, cfg, stage):
         model = trainer.accelerator.unwrap_model(model)
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
+        for name in os.listdir(out):  # left by a run killed while saving
+            if name.startswith("final.") and name.endswith(".tmp"):
+                shutil.rmtree(os.path.join(out, name), ignore_errors=True)
         tmp = tempfile.mkdtemp(prefix="final.", suffix=".tmp", dir=out)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -215,3 +219,16 @@ def already_done(cfg, stage):
               f"nothing to do", flush=True)
         return True
     return False
+
+
+def run_cli(main):
+    """Run a stage's `main()`; bad input exits with its one-line message, not a traceback."""
+    from pretrain.common import DataError
+    from pretrain.extract import ModelError
+    from pretrain.models import BackboneError
+    from recbole_llm2rec.feat import FeatError
+
+    try:
+        main()
+    except (ConfigError, DataError, BackboneError, FeatError, ModelError) as err:
+        sys.exit(f"error: {err}")

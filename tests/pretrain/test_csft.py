@@ -133,3 +133,42 @@ def test_bad_inputs_fail_before_training(tiny_qwen2_dir, games, tmp_path):
     with pytest.raises(ConfigError, match="not a multiple"):
         csft.main([*run_args(tiny_qwen2_dir, tmp_path / "run", games), "--batch_size", "5"])
     assert not (tmp_path / "run" / "csft").exists()
+
+
+def test_incomplete_checkpoint_is_not_a_resume_point(tmp_path):
+    from pretrain.training import latest_checkpoint
+
+    assert latest_checkpoint(str(tmp_path / "missing")) is None
+    for step, complete in ((2, True), (10, True), (12, False)):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-10")
+
+
+@pytest.mark.slow
+def test_kill_9_then_same_command_resumes(tiny_qwen2_dir, games, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pretrain.training import latest_checkpoint
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = tmp_path / "run"
+    args = run_args(tiny_qwen2_dir, run, games, "--max_steps", "400", "--save_steps", "2")
+    proc = subprocess.Popen([sys.executable, "-m", "pretrain.csft", *args], cwd=repo,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while latest_checkpoint(str(run / "csft")) in (None, str(run / "csft" / "checkpoint-2")):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = int(latest_checkpoint(str(run / "csft")).rsplit("-", 1)[1])
+    assert resumed >= 4 and not (run / "csft" / "final").exists()
+    csft.main([*args[:-4], "--max_steps", str(resumed + 2), "--save_steps", "2"])
+    step, losses = logged_losses(run)
+    assert step == resumed + 2 and sorted(losses) == list(range(1, resumed + 3))
