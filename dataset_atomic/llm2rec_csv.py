@@ -40,7 +40,10 @@ def _read_rows(path):
         missing = [c for c in NEEDED if c not in fields]
         if missing:
             raise ConvertError(f"{path}: header lacks columns {missing} (has {fields})")
-        target_col, history_col = next(pair for pair in TOKEN_COLUMNS if pair[0] in fields)
+        pairs = [pair for pair in TOKEN_COLUMNS if pair[0] in fields]
+        if not pairs:
+            raise ConvertError(f"{path}: header has no item id column (item_asin or item_id): {fields}")
+        target_col, history_col = pairs[0]
         if history_col not in fields:
             raise ConvertError(f"{path}: has {target_col!r} but no {history_col!r} column")
         for row in tqdm(reader, desc=path, unit=" rows", mininterval=2):
@@ -53,8 +56,16 @@ def _read_rows(path):
             if not len(items) == len(titles) == len(stamps):
                 raise ConvertError(f"{path}:{lineno}: history lists differ in length "
                                    f"({len(items)} items, {len(titles)} titles, {len(stamps)} times)")
+            stamps = [_number(path, lineno, t) for t in stamps + [row["timestamp"]]]
             history = list(zip(items, titles, stamps))
-            yield lineno, row["user_id"], history, (row[target_col], row["item_title"], row["timestamp"])
+            yield lineno, row["user_id"], history, (row[target_col], row["item_title"], stamps[-1])
+
+
+def _number(path, lineno, text):
+    try:
+        return float(text)
+    except ValueError:
+        raise ConvertError(f"{path}:{lineno}: timestamp {text!r} is not a number") from None
 
 
 def _chain(user, rows, where):
@@ -74,7 +85,7 @@ def _chain(user, rows, where):
             row = next(iter(pending.values()))[0]
             raise ConvertError(f"{where[row[0]]}: user {user!r}: this row's history does not follow "
                                f"the user's other rows (are all split files given?)")
-        row = min(candidates, key=lambda r: float(r[2][2]))
+        row = min(candidates, key=lambda r: r[2][2])
         candidates.remove(row)
         if not candidates:
             del pending[key]
@@ -113,21 +124,10 @@ def convert(csv_paths, out_dir, name, timestamp_unit="auto", overwrite=False):
     rows = []
     for user, user_rows in by_user.items():
         rows.extend((user, item, stamp) for item, _, stamp in _chain(user, user_rows, where))
-    seconds = _to_seconds(rows, timestamp_unit)
+    # 'auto': values above 1e11 (year 5138 in seconds) are milliseconds
+    if timestamp_unit == "ms" or (timestamp_unit == "auto" and rows and max(r[2] for r in rows) > 1e11):
+        rows = [(user, item, stamp / 1000) for user, item, stamp in rows]
     write_item(item_path, titles.items())
-    kept = write_inter(inter_path, sort_interactions(seconds))
-    return folder, {"rows": len(where) + duplicates, "duplicate_rows": duplicates, "users": len(by_user), "items": len(titles),
-                    "interactions": kept}
-
-
-def _to_seconds(rows, unit):
-    """Rows with numeric timestamps in seconds; 'auto' takes values above 1e11 for milliseconds."""
-    out = []
-    for user, item, stamp in rows:
-        try:
-            out.append((user, item, float(stamp)))
-        except ValueError:
-            raise ConvertError(f"user {user!r}, item {item!r}: timestamp {stamp!r} is not a number") from None
-    if unit == "ms" or (unit == "auto" and out and max(r[2] for r in out) > 1e11):
-        out = [(u, i, t / 1000) for u, i, t in out]
-    return out
+    kept = write_inter(inter_path, sort_interactions(rows))
+    return folder, {"rows": len(where) + duplicates, "duplicate_rows": duplicates,
+                    "users": len(by_user), "items": len(titles), "interactions": kept}

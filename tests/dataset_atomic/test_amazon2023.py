@@ -150,3 +150,16 @@ def test_bad_input_is_refused_before_work(raw, tmp_path):
 def test_recbole_loads_the_output(raw, tmp_path):
     folder, counts = amazon2023.convert(*raw, str(tmp_path / "out"), "Games", k=2, start="2018-01-01")
     assert recbole_counts(str(tmp_path / "out"), "Games") == (counts["users"], counts["items"]) == (2, 3)
+
+
+def test_command_line(raw, tmp_path, capsys):
+    from dataset_atomic.__main__ import main
+    out = str(tmp_path / "out")
+    argv = ["amazon2023", *raw, "--name", "Games", "--out", out, "--k", "2", "--start", "2018-01-01"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "conversion: duplicate_user_item_pairs=1, interactions=6," in printed
+    assert "| Games | 2 | 3 | 6 | 3.00 | 2.33 |" in printed
+    assert main(argv) == 2
+    assert "already exist; pass --overwrite" in capsys.readouterr().err
+    assert main(argv + ["--overwrite"]) == 0

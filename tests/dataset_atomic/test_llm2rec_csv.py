@@ -109,3 +109,15 @@ def test_recbole_loads_the_output(tmp_path):
     path = _write_csv(str(tmp_path / "all.csv"), u1 + u2)
     folder, counts = llm2rec_csv.convert([path], str(tmp_path / "out"), "Mini")
     assert recbole_counts(str(tmp_path / "out"), "Mini") == (counts["users"], counts["items"]) == (2, 5)
+
+
+def test_millisecond_timestamps_become_seconds(tmp_path):
+    rows = _prefix_rows("U1", [("A", 1600000000000), ("B", 1600000000500), ("C", 1600000002000)])
+    path = _write_csv(str(tmp_path / "ms.csv"), rows)
+    folder, _ = llm2rec_csv.convert([path], str(tmp_path / "out"), "Ms")
+    assert _lines(os.path.join(folder, "Ms.inter"))[1:] == [
+        "U1\tASIN_A\t1600000000", "U1\tASIN_B\t1600000000.5", "U1\tASIN_C\t1600000002"]
+    rows[1][-1] = "soon"
+    path = _write_csv(str(tmp_path / "bad_ms.csv"), rows)
+    with pytest.raises(ConvertError, match=r"bad_ms.csv:3: timestamp 'soon' is not a number"):
+        llm2rec_csv.convert([path], str(tmp_path / "out"), "Bad")
