@@ -35,7 +35,7 @@ def resolve_model(name):
         return MODELS[name]
     try:
         return get_model(name)
-    except ValueError:
+    except (ValueError, ImportError):  # RecBole's lookup also imports optional backends
         raise ValueError(f"unknown model {name!r}: not one of the plugin's {sorted(MODELS)} "
                          f"nor a RecBole model") from None
 
