@@ -3,8 +3,9 @@
     nice -n 5 python benchmarks/extract_speed.py --model models/SmolLM2-135M-Instruct \
         --data_path dataset/ --dataset Games Beauty --name smollm2
 
-Takes the same flags as `python -m pretrain.extract` and appends one table row per dataset
-(items, tokens, embedding seconds, tokens/s, items/s) plus the machine it ran on.
+Takes the same flags as `python -m pretrain.extract`, runs the datasets one after another and
+appends a table row (items, tokens, embedding seconds, tokens/s, items/s) and the machine it ran
+on as soon as each dataset is done, so a long run that is stopped keeps its finished figures.
 """
 import os
 import platform
@@ -39,10 +40,8 @@ def machine():
             f"{load:.1f}")
 
 
-def main_benchmark(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    runs = main(argv)
+def record(argv, runs, stamp):
+    """Append the rows of `runs` and the command line to the results file (atomically)."""
     batch = argv[argv.index("--batch_size") + 1] if "--batch_size" in argv else "32"
     model = argv[argv.index("--model") + 1]
     rows = "".join(
@@ -52,10 +51,22 @@ def main_benchmark(argv=None):
         for r in runs)
     old = open(RESULTS, encoding="utf-8").read() if os.path.isfile(RESULTS) else HEADER
     head, sep, tail = old.partition("\n## Runs\n")
-    table_end = head.rstrip("\n") + "\n" + rows
     notes = (tail if sep else "") + (
         f"- {stamp}: `python benchmarks/extract_speed.py {shlex.join(argv)}` on {machine()}\n")
-    atomic_write_text(RESULTS, lambda fh: fh.write(table_end + "\n## Runs\n" + notes))
+    text = head.rstrip("\n") + "\n" + rows + "\n## Runs\n" + notes
+    atomic_write_text(RESULTS, lambda fh: fh.write(text))
+
+
+def main_benchmark(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    at = argv.index("--dataset") + 1
+    end = next((i for i in range(at, len(argv)) if argv[i].startswith("--")), len(argv))
+    runs = []
+    for dataset in argv[at:end]:
+        one = argv[:at] + [dataset] + argv[end:]
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        runs += main(one)
+        record(one, runs[-1:], stamp)
     return runs
 
 

@@ -131,7 +131,8 @@ def hf_state_dict(reader, config, dtype):
 
 def hf_tokenizer(meta):
     """A PreTrainedTokenizerFast rebuilt from the GGUF's GPT2-style BPE vocabulary and merges."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normalizers,
+                            pre_tokenizers, processors)
     from transformers import PreTrainedTokenizerFast
 
     kind, pre = meta.get("tokenizer.ggml.model"), meta.get("tokenizer.ggml.pre", "default")
@@ -148,6 +149,7 @@ def hf_tokenizer(meta):
     steps = [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=rule != "qwen2")]
     if rule == "qwen2":
         steps.insert(0, pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"))
+        tok.normalizer = normalizers.NFC()
     if rule == "digits+gpt2":
         steps.insert(0, pre_tokenizers.Digits(individual_digits=True))
     tok.pre_tokenizer = pre_tokenizers.Sequence(steps)
