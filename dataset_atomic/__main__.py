@@ -26,6 +26,8 @@ def build_parser():
     p.add_argument("--keep_duplicates", action="store_true",
                    help="keep repeated reviews of the same item by a user (default: keep the earliest)")
     p.add_argument("--chunk_lines", type=int, default=200_000, help="reviews per sorted run in memory")
+    p.add_argument("--text_fields", nargs="*", default=[],
+                   help="meta attributes added as .item text columns, e.g. store categories features")
     _output_args(p)
 
     p = sub.add_parser("llm2rec-csv", help="LLM2Rec/DecodingMatters split CSV files (give all splits)")
@@ -63,7 +65,7 @@ def convert(args):
         folder, counts = amazon2023.convert(
             args.reviews, args.meta, args.out, args.name, k=args.k, start=args.start, end=args.end,
             max_title_words=args.max_title_words, keep_duplicates=args.keep_duplicates,
-            overwrite=args.overwrite, chunk_lines=args.chunk_lines)
+            overwrite=args.overwrite, chunk_lines=args.chunk_lines, text_fields=args.text_fields)
     elif args.source == "llm2rec-csv":
         folder, counts = llm2rec_csv.convert(args.csv, args.out, args.name, args.timestamp_unit,
                                              overwrite=args.overwrite)

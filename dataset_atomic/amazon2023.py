@@ -56,8 +56,17 @@ def _json_lines(path, desc, bad, skip_to=0):
             yield lineno, record
 
 
-def _collect_titles(meta, titles_path, max_title_words):
-    """Write `asin<TAB>title` for items with a usable title to `titles_path`. Returns counts."""
+def _text(value):
+    """A meta attribute as one cleaned line: strings as they are, lists joined; others empty."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, list):
+        value = " ".join(str(v) for v in value if isinstance(v, (str, int, float)))
+    return clean_title(value) if isinstance(value, str) else ""
+
+
+def _collect_titles(meta, titles_path, max_title_words, text_fields=()):
+    """Write `asin<TAB>title<TAB>texts...` for items with a usable title. Returns counts."""
     seen, counts, bad = set(), collections.Counter(), BadLines()
 
     def write(fh):
@@ -75,14 +84,14 @@ def _collect_titles(meta, titles_path, max_title_words):
                 counts["items_without_usable_title"] += 1
                 continue
             counts["items_with_title"] += 1
-            fh.write(f"{asin}\t{title}\n")
+            fh.write("\t".join([asin, title] + [_text(record.get(f)) for f in text_fields]) + "\n")
 
     atomic_write_text(titles_path, write)
     counts["malformed_meta_lines"] = bad.count
     return counts
 
 
-def _read_pairs(path):
+def _read_rows(path):
     """Yield the tab-separated fields of each line of a work file."""
     with open(path, encoding="utf-8") as fh:
         for line in fh:
@@ -186,7 +195,7 @@ def _k_core(merged_path, work, k):
 
         def write(fh):
             nonlocal users
-            rows = _read_pairs(current)
+            rows = _read_rows(current)
             for _, group in itertools.groupby(tqdm(rows, desc=f"{k}-core pass {rounds}",
                                                    unit=" lines", mininterval=2),
                                               key=lambda r: r[0]):
@@ -223,12 +232,13 @@ def _stage(counts_path, compute):
 
 
 def convert(reviews, meta, out_dir, name, k=5, start=None, end=None, max_title_words=None,
-            keep_duplicates=False, overwrite=False, chunk_lines=200_000):
+            keep_duplicates=False, overwrite=False, chunk_lines=200_000, text_fields=()):
     """Convert one Amazon 2023 category into `<out_dir>/<name>/`. Returns (folder, counts dict).
 
     Keeps reviews with `start <= day < end` (dates 'YYYY-MM-DD', UTC), of items whose meta has
     a non-empty title (at most `max_title_words` words when given), drops repeated user-item
     pairs (keeping the earliest) unless `keep_duplicates`, then applies the iterative k-core.
+    `text_fields` (e.g. ["store", "categories"]) adds meta attributes as `.item` text columns.
     """
     start_ms, end_ms = parse_day("--start", start), parse_day("--end", end)
     if start_ms is not None and end_ms is not None and start_ms >= end_ms:
@@ -237,6 +247,10 @@ def convert(reviews, meta, out_dir, name, k=5, start=None, end=None, max_title_w
         raise ConvertError(f"--k must be a positive integer, got {k!r}")
     if max_title_words is not None and max_title_words < 1:
         raise ConvertError(f"--max_title_words must be positive, got {max_title_words!r}")
+    text_fields = list(text_fields)
+    for field in text_fields:
+        if not field.isidentifier() or field in ("item_id", "title") or text_fields.count(field) > 1:
+            raise ConvertError(f"--text_fields: {field!r} is not a usable extra column name")
     for path in (reviews, meta):
         open_source(path).close()
     folder, inter_path, item_path = output_files(out_dir, name, overwrite)
@@ -245,7 +259,8 @@ def convert(reviews, meta, out_dir, name, k=5, start=None, end=None, max_title_w
     params = {"reviews": os.path.abspath(reviews), "meta": os.path.abspath(meta),
               "sizes": [os.path.getsize(reviews), os.path.getsize(meta)], "k": k,
               "start": start, "end": end, "max_title_words": max_title_words,
-              "dedup": not keep_duplicates, "chunk_lines": chunk_lines}
+              "dedup": not keep_duplicates, "chunk_lines": chunk_lines,
+              "text_fields": text_fields}
     params_path = os.path.join(work, "params.json")
     if os.path.isdir(work) and _read_json(params_path) != params:
         shutil.rmtree(work)  # our own leftovers from a run with other settings
@@ -254,11 +269,11 @@ def convert(reviews, meta, out_dir, name, k=5, start=None, end=None, max_title_w
 
     titles_path = os.path.join(work, "titles.tsv")
     counts = _stage(os.path.join(work, "meta_counts.json"),
-                    lambda: _collect_titles(meta, titles_path, max_title_words))
+                    lambda: _collect_titles(meta, titles_path, max_title_words, text_fields))
     merged_path = os.path.join(work, "merged.tsv")
 
     def reviews_stage():
-        titled = {asin for asin, _ in _read_pairs(titles_path)}
+        titled = {row[0] for row in _read_rows(titles_path)}
         found = _sort_runs(reviews, titled, start_ms, end_ms, runs_dir, chunk_lines)
         del titled
         found["duplicate_user_item_pairs"] = _merge_runs(runs_dir, merged_path, not keep_duplicates)
@@ -270,9 +285,9 @@ def convert(reviews, meta, out_dir, name, k=5, start=None, end=None, max_title_w
         shutil.rmtree(runs_dir)
     core_path, item_counts, users = _k_core(merged_path, work, k)
 
-    write_item(item_path, ((asin, title) for asin, title in _read_pairs(titles_path)
-                           if asin in item_counts))
-    kept = write_inter(inter_path, ((u, i, int(ms) / 1000) for u, i, ms in _read_pairs(core_path)))
+    write_item(item_path, (row for row in _read_rows(titles_path) if row[0] in item_counts),
+               text_fields)
+    kept = write_inter(inter_path, ((u, i, int(ms) / 1000) for u, i, ms in _read_rows(core_path)))
     counts.update(users=users, items=len(item_counts), interactions=kept)
     shutil.rmtree(work)
     return folder, dict(counts)

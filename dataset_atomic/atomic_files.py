@@ -126,14 +126,18 @@ def write_inter(path, rows):
     return count
 
 
-def write_item(path, items):
-    """Write (item, title) pairs atomically, ordered by item token (natural order)."""
+def write_item(path, items, text_fields=()):
+    """Write (item, title, *texts) rows atomically, ordered by item token (natural order).
+
+    `text_fields` names the extra text columns (written as `<name>:token_seq`).
+    """
     items = sorted(items, key=lambda r: natural_key(r[0]))
+    header = ITEM_FIELDS + tuple(f"{name}:token_seq" for name in text_fields)
 
     def write(fh):
-        fh.write("\t".join(ITEM_FIELDS) + "\n")
-        for item, title in items:
-            fh.write(f"{item}\t{title}\n")
+        fh.write("\t".join(header) + "\n")
+        for row in items:
+            fh.write("\t".join(row) + "\n")
 
     atomic_write_text(path, write)
     return len(items)

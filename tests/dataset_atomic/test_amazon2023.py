@@ -187,3 +187,16 @@ def test_real_dataset_round_trips_unchanged(tmp_path):
     repeats = len(inter) - 1 - len({tuple(line.split("\t")[:2]) for line in inter[1:]})
     folder, counts = amazon2023.convert(*raw, str(tmp_path / "out"), "G2", k=1)
     assert repeats > 0 and counts["duplicate_user_item_pairs"] == repeats
+
+
+def test_text_fields_become_item_columns(raw, tmp_path):
+    folder, _ = amazon2023.convert(*raw, str(tmp_path / "out"), "Games", k=2, start="2018-01-01",
+                                   text_fields=["store", "main_category", "price", "categories"])
+    assert _lines(os.path.join(folder, "Games.item")) == [
+        "item_id:token\ttitle:token_seq\tstore:token_seq\tmain_category:token_seq\t"
+        "price:token_seq\tcategories:token_seq",
+        "P1\tZelda & Link\tS\tVideo Games\t\t", "P2\tMario Kart\tS\tVideo Games\t\t",
+        "P5\t\u201cBest\u201d Game\tS\tVideo Games\t\t"]
+    assert validate(folder, "Games").problems == []
+    with pytest.raises(ConvertError, match="--text_fields: 'title' is not a usable"):
+        amazon2023.convert(*raw, str(tmp_path / "out2"), "Games", text_fields=["title"])
