@@ -13,6 +13,7 @@ import heapq
 import itertools
 import json
 import os
+import resource
 import shutil
 
 from tqdm import tqdm
@@ -154,12 +155,24 @@ def _sort_runs(reviews, titled, start_ms, end_ms, runs_dir, chunk_lines):
     return total
 
 
+def _allow_open_files(needed):
+    """Raise the soft limit on open files to `needed` (all runs are merged at once)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ConvertError(f"merging needs {needed} open files but the limit is {hard}; "
+                           f"run again with a larger --chunk_lines")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
 def _merge_runs(runs_dir, merged_path, dedup):
     """Merge the runs into `user<TAB>item<TAB>ms` lines grouped by user, in time order.
 
     Returns the number of dropped repeated user-item pairs (the earliest one is kept).
     """
     runs = sorted(glob.glob(os.path.join(runs_dir, "run_*.tsv")))
+    _allow_open_files(len(runs) + 64)
     files = [open(path, encoding="utf-8") for path in runs]
     duplicates = 0
     try:
