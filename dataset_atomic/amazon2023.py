@@ -19,7 +19,7 @@ import shutil
 from tqdm import tqdm
 
 from dataset_atomic.atomic_files import (BadLines, ConvertError, atomic_write_text, clean_title,
-                                         natural_key, open_source, output_files, write_inter,
+                                         is_token, natural_key, open_source, output_files, write_inter,
                                          write_item)
 
 WORK = ".amazon2023-work"
@@ -34,10 +34,6 @@ def parse_day(option, text):
     except ValueError:
         raise ConvertError(f"{option}: {text!r} is not a date like 2023-10-01") from None
     return int(day.timestamp()) * 1000
-
-
-def _is_token(value):
-    return isinstance(value, str) and value != "" and len(value.split()) == 1 and value == value.strip()
 
 
 def _json_lines(path, desc, bad, skip_to=0):
@@ -73,7 +69,7 @@ def _collect_titles(meta, titles_path, max_title_words, text_fields=()):
     def write(fh):
         for lineno, record in _json_lines(meta, "meta", bad):
             asin = record.get("parent_asin")
-            if not _is_token(asin):
+            if not is_token(asin):
                 bad.add(meta, lineno, "no usable parent_asin", repr(asin))
                 continue
             if asin in seen:
@@ -134,7 +130,7 @@ def _sort_runs(reviews, titled, start_ms, end_ms, runs_dir, chunk_lines):
         user, item, stamp = record.get("user_id"), record.get("parent_asin"), record.get("timestamp")
         if isinstance(stamp, str) and stamp.isdigit():
             stamp = int(stamp)
-        if not (_is_token(user) and _is_token(item)) or type(stamp) is not int or stamp < 0:
+        if not (is_token(user) and is_token(item)) or type(stamp) is not int or stamp < 0:
             bad.add(reviews, lineno, "needs user_id, parent_asin and an integer timestamp",
                     json.dumps(record)[:200])
             continue

@@ -105,10 +105,15 @@ def sort_interactions(rows):
     return sorted(rows, key=lambda r: (keys[r[0]], r[2]))
 
 
+def is_token(value):
+    """True for a usable id: a non-empty string without any whitespace."""
+    return isinstance(value, str) and value != "" and value.split() == [value]
+
+
 def check_token(path, kind, token):
-    """Raise ConvertError unless `token` is a non-empty id without whitespace."""
-    if not token or token != token.strip() or any(c in token for c in "\t\n\r"):
-        raise ConvertError(f"{path}: {kind} {token!r} is empty or contains whitespace/tabs")
+    """Raise ConvertError unless `token` is a usable id (see `is_token`)."""
+    if not is_token(token):
+        raise ConvertError(f"{path}: {kind} {token!r} is empty or contains whitespace")
 
 
 def write_inter(path, rows):

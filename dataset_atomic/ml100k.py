@@ -5,6 +5,7 @@ import recbole
 
 from dataset_atomic.atomic_files import (ConvertError, check_token, clean_title, dataset_files,
                                          has_dataset, sort_interactions, write_inter, write_item)
+from pretrain.common import read_atomic_header, read_item_titles
 
 NAME = "ml-100k"
 
@@ -14,24 +15,24 @@ def source_dir():
     return os.path.join(os.path.dirname(recbole.__file__), "dataset_example", NAME)
 
 
-def _read_columns(path, wanted):
-    """Yield (line number, [values of the `wanted` fields]) for each row of an atomic file."""
+def _read_interactions(path):
+    """Yield (line number, user, item, timestamp text) from RecBole's ml-100k `.inter`."""
     if not os.path.isfile(path):
         raise ConvertError(f"{path}: file not found (is recbole installed completely?)")
     with open(path, encoding="utf-8") as fh:
-        header = [col.split(":", 1)[0] for col in fh.readline().rstrip("\r\n").split("\t")]
-        missing = [w for w in wanted if w not in header]
+        fields = read_atomic_header(path, fh)
+        missing = [f for f in ("user_id", "item_id", "timestamp") if f not in fields]
         if missing:
-            raise ConvertError(f"{path}: header lacks fields {missing} (has {header})")
-        cols = [header.index(w) for w in wanted]
+            raise ConvertError(f"{path}: header lacks fields {missing} (has {sorted(fields)})")
+        cols = [fields["user_id"], fields["item_id"], fields["timestamp"]]
         for lineno, line in enumerate(fh, start=2):
             values = line.rstrip("\r\n").split("\t")
             if values == [""]:
                 continue
-            if len(values) != len(header):
-                raise ConvertError(f"{path}:{lineno}: expected {len(header)} fields, got "
+            if len(values) != len(fields):
+                raise ConvertError(f"{path}:{lineno}: expected {len(fields)} fields, got "
                                    f"{len(values)}: {line[:80]!r}")
-            yield lineno, [values[c] for c in cols]
+            yield (lineno, *(values[c] for c in cols))
 
 
 def convert(out_dir, src_dir=None):
@@ -41,16 +42,11 @@ def convert(out_dir, src_dir=None):
         return folder
     src = src_dir or source_dir()
     src_inter, src_item = (os.path.join(src, f"{NAME}.{ext}") for ext in ("inter", "item"))
-    items = []
-    for lineno, (item, title) in _read_columns(src_item, ["item_id", "movie_title"]):
-        check_token(f"{src_item}:{lineno}", "item", item)
-        title = clean_title(title)
-        if not title:
-            raise ConvertError(f"{src_item}:{lineno}: item {item!r} has an empty movie_title")
-        items.append((item, title))
-    known = {item for item, _ in items}
+    tokens, titles = read_item_titles(src_item, title_field="movie_title")
+    items = [(item, clean_title(title)) for item, title in zip(tokens, titles)]
+    known = set(tokens)
     rows = []
-    for lineno, (user, item, ts) in _read_columns(src_inter, ["user_id", "item_id", "timestamp"]):
+    for lineno, user, item, ts in _read_interactions(src_inter):
         check_token(f"{src_inter}:{lineno}", "user", user)
         if item not in known:
             raise ConvertError(f"{src_inter}:{lineno}: item {item!r} is not in {src_item}")

@@ -7,7 +7,7 @@ import collections
 import math
 import os
 
-from dataset_atomic.atomic_files import ConvertError, clean_text, quote_safe
+from dataset_atomic.atomic_files import ConvertError, clean_text, is_token, quote_safe
 
 # Strings pandas reads as NaN even with dtype=str (RecBole loads atomic files with pandas).
 PANDAS_NA = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
@@ -63,7 +63,7 @@ def _rows(path, required, problems):
 
 
 def _check_token(path, lineno, kind, token, problems):
-    if not token or token != token.strip() or " " in token:
+    if not is_token(token):
         problems.append(Problem(path, lineno, f"{kind} id is empty or has spaces", token, False))
     elif token in PANDAS_NA:
         problems.append(Problem(path, lineno, f"{kind} id reads as missing in pandas", token, False))
