@@ -6,7 +6,11 @@ import sys
 import pytest
 import torch
 
+from recbole.data import create_dataset, data_preparation
+
 from pretrain.extract import ensure_feat
+from recbole_llm2rec import TextSASRec
+from recbole_llm2rec.compat import get_trainer
 from recbole_llm2rec.feat import read_feat
 from recbole_llm2rec.quick_start import build_config, props_files, resolve_model, run
 
@@ -45,6 +49,15 @@ def test_text_sasrec_trains_and_reloads_its_best_checkpoint(ml100k, tmp_path):
     ckpt = torch.load(result["model_file"], weights_only=True)
     assert ckpt["config"]["model"] == "TextSASRec" and ckpt["config"]["hidden_size"] == 32
     assert ckpt["state_dict"]["item_embedding.text_emb"].shape == (1683, 384)
+    # RecBole's own resume path reads it too (torch's default, safe torch.load)
+    config = result["config"]
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    trainer = get_trainer(config["MODEL_TYPE"], "TextSASRec")(
+        config, TextSASRec(config, train_data._dataset))
+    trainer.resume_checkpoint(result["model_file"])
+    assert trainer.start_epoch == ckpt["epoch"] + 1
+    assert torch.equal(trainer.model.item_embedding.adapter.linear.weight,
+                       ckpt["state_dict"]["item_embedding.adapter.linear.weight"])
 
 
 def test_builtin_sasrec_runs_through_the_same_runner(ml100k, tmp_path):
