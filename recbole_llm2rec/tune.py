@@ -161,15 +161,22 @@ def run_trial(params, job):
         dataset_save_path=job["dataset_cache"],
     )
 
+    epochs, eval_step = params.get("epochs", job["epochs"]), job["eval_step"]
+    last_epoch = [0]
+
     def report_valid(epoch_idx, valid_result):
-        metrics = {f"valid/{k}": float(v) for k, v in valid_result.items()}
-        session.report({**metrics, "epoch": epoch_idx + 1})
+        last_epoch[0] = epoch_idx + 1
+        # The last evaluation is reported with the test metrics, so that ASHA cannot stop a
+        # trial that has nothing left to train before its test result is known.
+        if epoch_idx + 1 + eval_step <= epochs:
+            metrics = {f"valid/{k}": float(v) for k, v in valid_result.items()}
+            session.report({**metrics, "epoch": epoch_idx + 1})
 
     result = run(job["model"], job["dataset"], job["config_files"], config_dict=config_dict,
                  overrides=job["overrides"], saved=True, callback_fn=report_valid)
     final = {f"valid/{k}": float(v) for k, v in result["best_valid_result"].items()}
     final.update({f"test/{k}": float(v) for k, v in result["test_result"].items()})
-    session.report(final)
+    session.report({**final, "epoch": last_epoch[0]})
     # Returning nothing: in Ray 2.6 a returned dict is one more result, which ASHA rejects.
 
 
@@ -445,8 +452,11 @@ def prepare(search, output):
         if key not in config.final_config_dict:
             raise TuneError(f"{search['space']}: {key!r} is not a config key of "
                             f"{search['model']} (not in any props file nor RecBole's defaults)")
-        if key in ("valid_metric", "valid_metric_bigger") or key in TRIAL_KEYS:
+        if key in ("valid_metric", "valid_metric_bigger", "eval_step") or key in TRIAL_KEYS:
             raise TuneError(f"{search['space']}: {key!r} cannot be searched")
+    if not isinstance(config["eval_step"], int) or config["eval_step"] < 1:
+        raise TuneError(f"eval_step must be a positive integer (ASHA needs validation results), "
+                        f"got {config['eval_step']!r}")
     if search["model"] in MODELS:
         from pretrain.extract import ensure_feat
 
@@ -476,8 +486,7 @@ def prepare(search, output):
             shutil.rmtree(tmp, ignore_errors=True)
 
     metric = "valid/" + config["valid_metric"].lower()
-    evaluations = math.ceil(space_max(space, "epochs", config["epochs"])
-                            / max(1, config["eval_step"]))
+    evaluations = max(1, space_max(space, "epochs", config["epochs"]) // config["eval_step"])
     return {
         "model": search["model"],
         "dataset": search["dataset"],
@@ -488,6 +497,8 @@ def prepare(search, output):
         "metric": metric,
         "mode": "max" if config["valid_metric_bigger"] else "min",
         "max_evaluations": evaluations,
+        "epochs": config["epochs"],
+        "eval_step": config["eval_step"],
         "fixed": _fixed_config(config, config_files, search["overrides"]),
     }
 
@@ -576,9 +587,8 @@ def _fit_and_report(args, search, job, output):
         tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_unfinished=True)
     else:
         scheduler = ASHAScheduler(
-            time_attr="training_iteration",
-            # one result per evaluation, plus the final one with test metrics
-            max_t=job["max_evaluations"] + 1,
+            time_attr="training_iteration",  # one result per evaluation
+            max_t=job["max_evaluations"],
             grace_period=search["grace_period"], reduction_factor=search["reduction_factor"])
         tuner = tune.Tuner(
             trainable,

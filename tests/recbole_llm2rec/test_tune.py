@@ -1,7 +1,13 @@
 """Ray Tune search: space parsing and a real 2-trial search on a slice of ml-100k (CPU)."""
+import glob
+import json
 import math
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
@@ -131,6 +137,61 @@ def test_two_trial_search_writes_sorted_table_and_usable_best_config(tmp_path, m
     with pytest.raises(SystemExit):
         main(argv)
     assert "already holds a search; pass --resume" in capsys.readouterr().err
-    resumed = main(["--output", "search", "--resume"])
-    assert list(resumed["trial"]) == list(saved["trial"])
-    assert list(resumed["status"]) == ["completed", "error"]
+
+
+def _finished_trials(exp_dir):
+    """{trial folder: its final result} for the trials Ray's saved experiment state lists as
+    finished (Ray saves that state every few seconds; a kill loses what finished since)."""
+    done = {}
+    for state in glob.glob(os.path.join(exp_dir, "experiment_state-*.json")):
+        try:
+            with open(state) as fh:
+                trials = [json.loads(t) for t in json.load(fh)["checkpoints"]]
+        except (ValueError, KeyError):  # being written
+            continue
+        for trial in trials:
+            if trial["status"] == "TERMINATED":
+                folder = f"trial_{trial['trial_id']}"
+                with open(os.path.join(exp_dir, folder, "result.json")) as fh:
+                    done[folder] = [json.loads(line) for line in fh if line.strip()][-1]
+    return done
+
+
+@pytest.mark.slow
+def test_search_killed_with_sigkill_resumes_and_keeps_finished_trials(tmp_path, ml100k_head):
+    space = write_space(tmp_path, "learning_rate: {loguniform: [1.0e-3, 1.0e-2]}\n")
+    out = tmp_path / "search"
+    argv = ["--model", "SASRec", "--dataset", "ml-100k", "--space", space, "--num-samples", "3",
+            "--cpus", "2", "--output", str(out), f"--data_path={ml100k_head}", *TINY]
+    # its own session, so that kill -9 of the group also ends the Ray processes it started
+    proc = subprocess.Popen([sys.executable, "-m", "recbole_llm2rec.tune", *argv], cwd=REPO,
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while not _finished_trials(str(out / "ray")) and time.time() < deadline:
+            assert proc.poll() is None, "the search ended before it could be interrupted"
+            time.sleep(1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = _finished_trials(str(out / "ray"))
+    assert before and not (out / "results.csv").exists()
+
+    table = main(["--output", str(out), "--resume"])
+    assert len(table) == 3 and set(table["status"]) == {"completed"}
+    for trial, result in before.items():  # finished trials are kept, not run again
+        row = table[table["trial"] == trial].iloc[0]
+        assert row["test/recall@20"] == pytest.approx(result["test/recall@20"])
+        assert row["time_s"] == pytest.approx(result["time_total_s"], abs=0.1)
+    assert (out / "best_config.yaml").is_file()
+
+
+@pytest.mark.parametrize("model", ["TextSASRec", "TextGRU4Rec", "SASRec"])
+def test_shipped_spaces_search_config_keys_of_their_model(model, ml100k_head):
+    from recbole_llm2rec.quick_start import build_config
+
+    space = load_space(os.path.join(REPO, "props", "tune", f"{model}.yaml"))
+    config, _ = build_config(model, "ml-100k", overrides={"data_path": ml100k_head})
+    assert set(space) <= set(config.final_config_dict)
+    to_tune_space(space)
