@@ -59,12 +59,13 @@ def resolve_model(name_or_path):
 
 
 def is_decoder_only(config):
-    """True for causal-LM architectures (Qwen2, Llama, ...), False for BERT-like encoders."""
-    from pretrain.models import BIDIRECTIONAL
+    """True for causal-LM architectures (Qwen2, Llama, GPT2, ...), False for BERT-like encoders."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
-    archs = config.architectures or []
-    return type(config) in BIDIRECTIONAL or any(
-        a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+    # BERT-likes also have a causal-LM head class, but only encoders have a masked-LM one.
+    return (config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+            and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
 
 def default_device():
@@ -76,7 +77,7 @@ def load_encoder(model, attention=None, dtype="auto", device=None, attn_implemen
     folder fails before any weights are read."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from pretrain.models import bidirectional_classes, default_attn_implementation, load_backbone
+    from pretrain.models import default_attn_implementation, load_backbone
 
     path = resolve_model(model)
     device = device or default_device()
@@ -92,8 +93,6 @@ def load_encoder(model, attention=None, dtype="auto", device=None, attn_implemen
     info = dict(backbone=model, model_type=config.model_type, dtype=dtype)
     if is_decoder_only(config):
         attention = attention or "bidirectional"
-        if attention == "bidirectional":
-            bidirectional_classes(config, where=str(model))
         attn_implementation = attn_implementation or default_attn_implementation()
         net = load_backbone(path, bidirectional=attention == "bidirectional",
                             attn_implementation=attn_implementation, torch_dtype=DTYPES[dtype])

@@ -6,10 +6,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from transformers import MistralConfig
 
 from pretrain.common import DataError, read_item_titles
 from pretrain.extract import (ModelError, embed_texts, ensure_feat, load_encoder, main,
                               package_folder, pool)
+from pretrain.models import BackboneError
 from recbole_llm2rec.feat import FeatError, read_feat
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
@@ -138,6 +140,12 @@ def test_bad_inputs_fail_before_loading(tmp_path, games, tiny_qwen2_dir):
     shutil.copy(os.path.join(tiny_qwen2_dir, "config.json"), no_tok)
     with pytest.raises(ModelError, match="has no tokenizer"):
         main(["--model", str(no_tok), "--dataset", "Games"] + base)
+    mistral = tmp_path / "mistral"
+    shutil.copytree(tiny_qwen2_dir, mistral)
+    MistralConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=4, num_key_value_heads=2).save_pretrained(mistral)
+    with pytest.raises(BackboneError, match="'mistral'; supported: llama, qwen2"):
+        main(["--model", str(mistral), "--dataset", "Games"] + base)
     with pytest.raises(ModelError, match="no such model folder"):
         main(["--model", str(tmp_path / "missing"), "--dataset", "Games"] + base)
     with pytest.raises(ModelError, match="pip install some-pkg"):
