@@ -10,28 +10,20 @@ import argparse
 import sys
 
 
-def parse_overrides(args):
-    """RecBole-style `--key=value` arguments. Returns {key: value string}."""
-    overrides = {}
-    for arg in args:
-        if not arg.startswith("--") or "=" not in arg or arg.startswith("--="):
-            raise SystemExit(f"run_recbole.py: unrecognised argument {arg!r}; "
-                             f"properties are given as --key=value")
-        key, value = arg[2:].split("=", 1)
-        overrides[key] = value
-    return overrides
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", "-m", default="TextSASRec", help="model name")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name")
     parser.add_argument("--config_files", default="", help="space-separated yaml files")
     args, rest = parser.parse_known_args(argv)
-    overrides = parse_overrides(rest)
 
     from recbole_llm2rec import MODELS
-    from recbole_llm2rec.quick_start import build_config, run
+    from recbole_llm2rec.quick_start import build_config, parse_overrides, run
+
+    try:
+        overrides = parse_overrides(rest)
+    except ValueError as err:
+        parser.error(str(err))
 
     config_files = args.config_files.split()
     if args.model in MODELS:
@@ -47,4 +39,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (ValueError, FileNotFoundError) as err:  # bad input: one clear line, no traceback
+        sys.exit(f"run_recbole.py: error: {err}")

@@ -25,6 +25,18 @@ class PluginConfig(Config):
         return self._convert_config_dict(dict(self._overrides))
 
 
+def parse_overrides(args):
+    """RecBole-style `--key=value` command-line arguments. Returns {key: value string}."""
+    overrides = {}
+    for arg in args:
+        if not arg.startswith("--") or "=" not in arg or arg.startswith("--="):
+            raise ValueError(f"unrecognised argument {arg!r}; RecBole properties are given "
+                             f"as --key=value")
+        key, value = arg[2:].split("=", 1)
+        overrides[key] = value
+    return overrides
+
+
 def resolve_model(name):
     """The model class for `name`: the plugin's models first, then RecBole's."""
     from recbole_llm2rec import MODELS
