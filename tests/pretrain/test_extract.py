@@ -13,33 +13,18 @@ from pretrain.extract import (ModelError, embed_texts, ensure_feat, load_encoder
                               package_folder, pool)
 from pretrain.models import BackboneError
 from recbole_llm2rec.feat import FeatError, read_feat
+from slices import SHARED, write_slice
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
-
-
-def slice_dataset(root, name, n_items):
-    """Copy the header and first `n_items` rows of the shared `<name>.item` into `root/<name>/`."""
-    src = os.path.join(SHARED, name, f"{name}.item")
-    if not os.path.isfile(src):
-        pytest.skip(f"shared dataset {name} not available")
-    os.makedirs(os.path.join(root, name), exist_ok=True)
-    with open(src, encoding="utf-8") as fh:
-        lines = [next(fh) for _ in range(n_items + 1)]
-    dst = os.path.join(root, name, f"{name}.item")
-    with open(dst, "w", encoding="utf-8") as fh:
-        fh.writelines(lines)
-    return dst
 
 
 @pytest.fixture
 def games(tmp_path):
-    """A data_path with a 24-item slice of the real Games titles (reversed, so ids are unordered)."""
-    item = slice_dataset(tmp_path, "Games", 24)
-    with open(item, encoding="utf-8") as fh:
-        header, *rows = fh.readlines()
-    with open(item, "w", encoding="utf-8") as fh:
-        fh.writelines([header] + rows[::-1])
-    return str(tmp_path)
+    """A data_path with the 22 items of the first 3 users of the real Games dataset."""
+    return write_slice(str(tmp_path), "Games", 3)
+
+
+def item_titles(data_path, dataset):
+    return read_item_titles(os.path.join(data_path, dataset, f"{dataset}.item"))
 
 
 def test_feat_round_trips_by_token(games, tiny_qwen2_dir):
@@ -47,8 +32,8 @@ def test_feat_round_trips_by_token(games, tiny_qwen2_dir):
           "--name", "tiny", "--batch_size", "5", "--device", "cpu"])
     path = os.path.join(games, "Games", "Games.tiny.feat")
     tokens, emb = read_feat(path)
-    item_tokens, titles = read_item_titles(os.path.join(games, "Games", "Games.item"))
-    assert tokens == item_tokens and emb.shape == (24, 32) and emb.dtype == np.float32
+    item_tokens, titles = item_titles(games, "Games")
+    assert tokens == item_tokens and emb.shape == (len(titles), 32) and emb.dtype == np.float32
     meta = json.load(open(path + ".json"))
     assert (meta["attention"], meta["pooling"], meta["model_type"], meta["dim"]) == (
         "bidirectional", "mean", "qwen2", 32)
@@ -61,7 +46,7 @@ def test_feat_round_trips_by_token(games, tiny_qwen2_dir):
 
 @pytest.mark.parametrize("attention", ["bidirectional", "causal"])
 def test_rows_do_not_depend_on_batching(games, tiny_llm_dir, attention):
-    _, titles = read_item_titles(os.path.join(games, "Games", "Games.item"))
+    _, titles = item_titles(games, "Games")
     model, tok, _ = load_encoder(tiny_llm_dir, attention=attention, device="cpu")
     batched, n_tokens = embed_texts(model, tok, titles, batch_size=8)
     alone, _ = embed_texts(model, tok, titles, batch_size=1)
@@ -71,7 +56,7 @@ def test_rows_do_not_depend_on_batching(games, tiny_llm_dir, attention):
 
 
 def test_bidirectional_and_causal_differ(games, tiny_qwen2_dir):
-    _, titles = read_item_titles(os.path.join(games, "Games", "Games.item"))
+    _, titles = item_titles(games, "Games")
     bi = embed_texts(*load_encoder(tiny_qwen2_dir, device="cpu")[:2], titles)[0]
     model, tok, info = load_encoder(tiny_qwen2_dir, attention="causal", device="cpu")
     causal_mean = embed_texts(model, tok, titles)[0]
@@ -94,34 +79,32 @@ def test_pool_finds_last_real_token_on_either_side():
 
 
 def test_several_datasets_in_one_call(tmp_path, tiny_llama_dir):
-    slice_dataset(tmp_path, "Games", 6)
-    slice_dataset(tmp_path, "Beauty", 9)
-    runs = main(["--model", tiny_llama_dir, "--data_path", str(tmp_path), "--dataset", "Games",
+    data = write_slice(write_slice(str(tmp_path), "Games", 1), "Beauty", 1)
+    runs = main(["--model", tiny_llama_dir, "--data_path", data, "--dataset", "Games",
                  "Beauty", "--name", "tiny", "--pooling", "last", "--attention", "causal"])
     paths = [run["path"] for run in runs]
-    assert [run["items"] for run in runs] == [6, 9] and all(run["tokens"] > 9 for run in runs)
-    assert [len(read_feat(p)[0]) for p in paths] == [6, 9]
+    sizes = [len(item_titles(data, d)[0]) for d in ("Games", "Beauty")]
+    assert [run["items"] for run in runs] == sizes and all(run["tokens"] > 9 for run in runs)
+    assert [read_feat(p)[0] for p in paths] == [item_titles(data, d)[0] for d in ("Games", "Beauty")]
     assert paths[1].endswith(os.path.join("Beauty", "Beauty.tiny.feat"))
 
 
 def test_minilm_on_real_titles(tmp_path):
-    slice_dataset(tmp_path, "Games", 50)
-    path = ensure_feat(str(tmp_path), "Games", "minilm")  # the default embedder is built on demand
+    data = write_slice(str(tmp_path), "Games", 5)
+    path = ensure_feat(data, "Games", "minilm")  # the default embedder is built on demand
     tokens, emb = read_feat(path)
-    assert len(tokens) == 50 and emb.shape[1] == 384
-    assert json.load(open(path + ".json"))["attention"] == "encoder"
-    _, titles = read_item_titles(os.path.join(tmp_path, "Games", "Games.item"))
+    assert tokens == item_titles(data, "Games")[0] and emb.shape == (len(tokens), 384)
+    assert len(tokens) > 30 and json.load(open(path + ".json"))["attention"] == "encoder"
     model, tok, _ = load_encoder("minilm", device="cpu")
-    alone, _ = embed_texts(model, tok, titles[:3], batch_size=1)
+    alone, _ = embed_texts(model, tok, item_titles(data, "Games")[1][:3], batch_size=1)
     assert np.allclose(emb[:3], alone, atol=1e-4)
     # A trained sentence encoder: two Zelda titles are closer than a Zelda title and a microphone.
-    row = {title: emb[i] for i, title in enumerate(titles)}
-    a = row["Legend of Zelda Box Set Prima Official Game Guide"]
-    b = row["The Legend of Zelda: Ocarina of Time"]
-    c = row["USB Microphone for RockBand or Guitar Hero (PS3, Wii, Xbox360)"]
+    every = dict(zip(*read_item_titles(os.path.join(SHARED, "Games", "Games.item"))))
+    a, b, c = embed_texts(model, tok, [every["i103"], every["i155"], every["i105"]])[0]
+    assert "Zelda" in every["i103"] and "Zelda" in every["i155"] and "Microphone" in every["i105"]
     cos = lambda x, y: float(x @ y / np.linalg.norm(x) / np.linalg.norm(y))  # noqa: E731
     assert cos(a, b) > cos(a, c) + 0.1
-    assert ensure_feat(str(tmp_path), "Games", "minilm") == path  # second call reuses the file
+    assert ensure_feat(data, "Games", "minilm") == path  # second call reuses the file
 
 
 def test_ensure_feat_names_the_command_for_other_embedders(games):
