@@ -112,7 +112,7 @@ def hf_tensor_name(name):
 
 
 def hf_state_dict(reader, config, dtype):
-    """Dequantized tensors under HF names, q/k rows un-permuted for Llama. Returns {name: tensor}."""
+    """Dequantized tensors under HF names, Llama q/k rows un-permuted. Returns {name: tensor}."""
     from gguf.quants import dequantize
 
     permuted = config.model_type == "llama"  # llama.cpp's rope layout; its Qwen2 keeps HF's
@@ -125,7 +125,8 @@ def hf_state_dict(reader, config, dtype):
             array = unpermute_rope(array, config.num_attention_heads)
         elif permuted and ".k_proj." in name:
             array = unpermute_rope(array, config.num_key_value_heads)
-        state[name] = torch.from_numpy(np.array(array, dtype=np.float32)).to(dtype)  # copy: gguf data is a read-only memmap
+        # np.array copies: the reader's data is a read-only memmap.
+        state[name] = torch.from_numpy(np.array(array, dtype=np.float32)).to(dtype)
     return state
 
 
@@ -156,7 +157,8 @@ def hf_tokenizer(meta):
     tok.decoder = decoders.ByteLevel()
     tok.add_tokens([AddedToken(t, special=(k == CONTROL), normalized=False)
                     for t, k in zip(tokens, types) if k in (CONTROL, USER_DEFINED)])
-    ids = {k: meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "unknown", "padding")}
+    ids = {k: meta.get(f"tokenizer.ggml.{k}_token_id")
+           for k in ("bos", "eos", "unknown", "padding")}
     names = {k: tokens[i] if i is not None else None for k, i in ids.items()}
     if meta.get("tokenizer.ggml.add_bos_token", False) and names["bos"] is not None:
         bos = names["bos"]

@@ -1,6 +1,7 @@
 """Embed every item title of a dataset with an LLM (or a BERT-like encoder) into its `.feat` file.
 
-    python -m pretrain.extract --model PATH_OR_ALIAS --data_path dataset/ --dataset Games --name llm2rec
+    python -m pretrain.extract --model PATH_OR_ALIAS --data_path dataset/ --dataset Games \\
+        --name llm2rec
 
 Decoder-only LLMs run with bidirectional attention by default (`--attention causal` for the
 paper's "Causal" ablation, usually with `--pooling last`); encoders keep their own attention.
@@ -50,7 +51,7 @@ def resolve_model(name_or_path):
             raise ModelError(f"{name_or_path}: no config.json in this model folder")
         if not any(os.path.isfile(os.path.join(name_or_path, f)) for f in TOKENIZER_FILES):
             raise ModelError(f"{name_or_path}: model folder has no tokenizer (none of "
-                             f"{', '.join(TOKENIZER_FILES)}); save the tokenizer beside the weights")
+                             f"{', '.join(TOKENIZER_FILES)}); save it beside the weights")
         return name_or_path
     first = name_or_path.split("/")[0]
     if re.fullmatch(r"[\w.-]+/[\w.-]+", name_or_path) and not os.path.isdir(first):
@@ -107,7 +108,7 @@ def load_encoder(model, attention=None, dtype="auto", device=None, attn_implemen
 
 
 def pool(hidden, mask, pooling):
-    """Pool hidden [B, L, H] over real tokens (mask [B, L], any padding side). Returns float32 [B, H]."""
+    """Pool hidden [B, L, H] over real tokens (mask [B, L], either padding side). Returns [B, H]."""
     hidden, mask = hidden.float(), mask.to(hidden.device)
     if pooling == "mean":
         return (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
@@ -117,8 +118,10 @@ def pool(hidden, mask, pooling):
     raise ModelError(f"pooling must be one of {', '.join(POOLING)}, got {pooling!r}")
 
 
-def embed_texts(model, tokenizer, texts, pooling="mean", batch_size=32, max_length=512, desc="embed"):
-    """Embed `texts` (N strings) longest first under a progress bar. Returns (float32 [N, H], n_tokens)."""
+def embed_texts(model, tokenizer, texts, pooling="mean", batch_size=32, max_length=512,
+                desc="embed"):
+    """Embed `texts` (N strings), longest first, under a progress bar.
+    Returns (float32 [N, H], number of real tokens)."""
     if pooling not in POOLING:
         raise ModelError(f"pooling must be one of {', '.join(POOLING)}, got {pooling!r}")
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
@@ -178,7 +181,7 @@ def extract(model, data_path, datasets, name, title_field="title", pooling="mean
 
 
 def ensure_feat(data_path, dataset, name):
-    """Path of `<Dataset>.<name>.feat`; builds it when missing and `name` is the default embedder."""
+    """Path of `<Dataset>.<name>.feat`; built when missing if `name` is the default embedder."""
     out = output_path(data_path, dataset, name)
     if os.path.isfile(out):
         return out
@@ -191,9 +194,12 @@ def ensure_feat(data_path, dataset, name):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m pretrain.extract", description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, help=f"model folder, hub id or alias ({', '.join(ALIASES)})")
-    p.add_argument("--data_path", default="dataset/", help="folder holding <Dataset>/<Dataset>.item")
+    p = argparse.ArgumentParser(prog="python -m pretrain.extract",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True,
+                   help=f"model folder, hub id or alias ({', '.join(ALIASES)})")
+    p.add_argument("--data_path", default="dataset/",
+                   help="folder holding <Dataset>/<Dataset>.item")
     p.add_argument("--dataset", required=True, nargs="+", help="one or more dataset names")
     p.add_argument("--name", required=True, help="embedder name: writes <Dataset>.<name>.feat")
     p.add_argument("--title_field", default="title", help="text column of the .item file")
@@ -201,7 +207,7 @@ def build_parser():
     p.add_argument("--attention", choices=ATTENTION, default=None,
                    help="decoder-only LLMs: default bidirectional; encoders keep their own")
     p.add_argument("--attn_implementation", choices=("eager", "sdpa", "flash_attention_2"),
-                   default=None, help="default: flash_attention_2 on CUDA when installed, else sdpa")
+                   default=None, help="default: flash_attention_2 on CUDA if installed, else sdpa")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--max_length", type=int, default=512, help="max tokens per title")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")

@@ -15,7 +15,7 @@ TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['content'] }}{% endfor %}"
 
 
 def llama_cpp_permute(weight, n_head):
-    """llama.cpp's layout for Llama q/k rows: each head's [2, d/2] halves interleaved as [d/2, 2]."""
+    """llama.cpp's layout of Llama q/k rows: each head's [2, d/2] halves interleaved [d/2, 2]."""
     rows = weight.shape[0]
     return (weight.reshape(n_head, 2, rows // n_head // 2, *weight.shape[1:])
             .swapaxes(1, 2).reshape(weight.shape))
@@ -76,7 +76,8 @@ def tiny_model(folder):
     """(model in eval mode, tokenizer) of a tiny checkpoint folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    return model, AutoTokenizer.from_pretrained(folder)
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
@@ -106,7 +107,8 @@ def test_round_trip_is_exact(tmp_path, make_tiny_model, arch):
     text = "Minecraft (Xbox 360) 4.5 stars & free shipping! Zelda"
     assert new_tok(text).input_ids == tok(text).input_ids
     assert new_tok.decode(new_tok(text).input_ids) == text
-    assert (new_tok.eos_token, new_tok.pad_token, new_tok.bos_token) == (tok.eos_token, tok.eos_token, None)
+    assert (new_tok.eos_token, new_tok.pad_token) == (tok.eos_token, tok.eos_token)
+    assert new_tok.bos_token is None
     assert new_tok.chat_template == TEMPLATE
 
 
@@ -183,8 +185,8 @@ def test_smollm2_converts_and_answers(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(out).eval()
     text = "Super Mario Odyssey - Nintendo Switch, 2017 (café edition)"
     assert tok.decode(tok(text).input_ids) == text and tok(text).input_ids[0] != tok.bos_token_id
-    prompt = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                     tokenize=False, add_generation_prompt=True)
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    prompt = tok.apply_chat_template(question, tokenize=False, add_generation_prompt=True)
     enc = tok(prompt, return_tensors="pt")
     with torch.no_grad():
         gen = model.generate(**enc, max_new_tokens=12, do_sample=False)

@@ -72,7 +72,8 @@ def test_bidirectional_and_causal_differ(games, tiny_qwen2_dir):
 
 def test_pool_finds_last_real_token_on_either_side():
     hidden = torch.arange(2 * 4 * 1, dtype=torch.float32).reshape(2, 4, 1)
-    left, right = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]]), torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
     assert pool(hidden, left, "last").flatten().tolist() == [3.0, 7.0]
     assert pool(hidden, right, "last").flatten().tolist() == [1.0, 7.0]
     assert pool(hidden, right, "mean").flatten().tolist() == [0.5, 5.5]
@@ -85,7 +86,8 @@ def test_several_datasets_in_one_call(tmp_path, tiny_llama_dir):
     paths = [run["path"] for run in runs]
     sizes = [len(item_titles(data, d)[0]) for d in ("Games", "Beauty")]
     assert [run["items"] for run in runs] == sizes and all(run["tokens"] > 9 for run in runs)
-    assert [read_feat(p)[0] for p in paths] == [item_titles(data, d)[0] for d in ("Games", "Beauty")]
+    assert [read_feat(p)[0] for p in paths] == [item_titles(data, d)[0]
+                                               for d in ("Games", "Beauty")]
     assert paths[1].endswith(os.path.join("Beauty", "Beauty.tiny.feat"))
 
 
@@ -136,7 +138,8 @@ def test_bad_inputs_fail_before_loading(tmp_path, games, tiny_qwen2_dir):
     main(["--model", tiny_qwen2_dir, "--dataset", "Games"] + base)
     with pytest.raises(FeatError, match="already exists; pass --overwrite"):
         main(["--model", tiny_qwen2_dir, "--dataset", "Games"] + base)
-    main(["--model", tiny_qwen2_dir, "--dataset", "Games", "--overwrite", "--pooling", "last"] + base)
+    main(["--model", tiny_qwen2_dir, "--dataset", "Games", "--overwrite", "--pooling", "last"]
+         + base)
     assert json.load(open(os.path.join(games, "Games", "Games.x.feat.json")))["pooling"] == "last"
 
 
