@@ -1,7 +1,15 @@
-"""recbole-llm2rec: LLM2Rec item embeddings for RecBole."""
-from recbole_llm2rec import compat  # noqa: F401  (RecBole fixes; must run before any training)
-from recbole_llm2rec.model import TextGRU4Rec, TextSASRec
+"""recbole-llm2rec: LLM2Rec item embeddings for RecBole.
 
-MODELS = {cls.__name__: cls for cls in (TextSASRec, TextGRU4Rec)}
-
+Light to import: `recbole_llm2rec.feat` needs only numpy. The models (and with them RecBole and
+the fixes in `compat`) load on first use of `MODELS`, `TextSASRec` or `TextGRU4Rec`.
+"""
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name in ("MODELS", "TextSASRec", "TextGRU4Rec"):
+        from recbole_llm2rec.model import TextGRU4Rec, TextSASRec
+
+        models = {cls.__name__: cls for cls in (TextSASRec, TextGRU4Rec)}
+        return {"MODELS": models, **models}[name]
+    raise AttributeError(f"module 'recbole_llm2rec' has no attribute {name!r}")

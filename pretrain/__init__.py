@@ -1,0 +1,1 @@
+"""LLM2Rec pre-training stages (csft, mntp, simcse), embedding extraction and GGUF conversion."""
