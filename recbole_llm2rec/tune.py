@@ -114,16 +114,13 @@ def space_max(space, key, default):
 
 
 def parse_overrides(args):
-    """RecBole-style `--key=value` arguments. Returns {key: value string}."""
-    overrides = {}
-    for arg in args:
-        if not arg.startswith("--") or "=" not in arg or arg.startswith("--="):
-            raise TuneError(f"unrecognised argument {arg!r}; RecBole properties are given "
-                            f"as --key=value")
-        key, value = arg[2:].split("=", 1)
+    """RecBole-style `--key=value` arguments, minus the keys the tuner sets. Returns {key: str}."""
+    from recbole_llm2rec.quick_start import parse_overrides as parse_key_values
+
+    overrides = parse_key_values(args)
+    for key in overrides:
         if key in TRIAL_KEYS:
             raise TuneError(f"--{key} is set by the tuner for each trial; leave it out")
-        overrides[key] = value
     return overrides
 
 
@@ -540,21 +537,23 @@ def main(argv=None):
     try:
         overrides = parse_overrides(rest)
         output, search = _open_output(args, overrides)
+        space_file = os.path.join(output, "space.yaml") if args.resume else search["space"]
         if args.resume and (rest or args.space or args.config_files):
             print("--resume: using the settings saved in the search folder", file=sys.stderr)
-        search["space_parsed"] = load_space(search["space"])
+        search["space_parsed"] = load_space(space_file)
         make_searcher(search["search_alg"], None, None)
         job = prepare(search, output)
+        if not args.resume:
+            shutil.copyfile(search["space"], os.path.join(output, "space.yaml"))
+            saved = {k: v for k, v in search.items() if k != "space_parsed"}
+            atomic_write_text(os.path.join(output, SEARCH_FILE),
+                              lambda fh: json.dump(saved, fh, indent=2))
+    except (ValueError, FileNotFoundError) as e:  # TuneError, FeatError, RecBole's config checks
+        parser.exit(2, f"error: {e}\n")
+    try:
+        return search_and_report(args, search, job, output)
     except TuneError as e:
         parser.exit(2, f"error: {e}\n")
-    os.makedirs(output, exist_ok=True)
-    if not args.resume:
-        shutil.copyfile(search["space"], os.path.join(output, "space.yaml"))
-        saved = {k: v for k, v in search.items() if k != "space_parsed"}
-        atomic_write_text(os.path.join(output, SEARCH_FILE),
-                          lambda fh: json.dump(saved, fh, indent=2))
-    table = search_and_report(args, search, job, output)
-    return table
 
 
 def search_and_report(args, search, job, output):

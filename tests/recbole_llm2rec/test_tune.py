@@ -63,7 +63,7 @@ def test_randint_includes_both_bounds():
 def test_overrides_are_key_value_and_leave_trial_keys_alone():
     assert parse_overrides(["--epochs=1", "--data_path=a=b"]) == {"epochs": "1",
                                                                    "data_path": "a=b"}
-    with pytest.raises(TuneError, match="'epochs'"):
+    with pytest.raises(ValueError, match="'epochs'"):
         parse_overrides(["epochs"])
     with pytest.raises(TuneError, match="--checkpoint_dir is set by the tuner"):
         parse_overrides(["--checkpoint_dir=x"])
