@@ -1,5 +1,6 @@
 """Ray Tune search: space parsing and a real 2-trial search on a slice of ml-100k (CPU)."""
 import glob
+import importlib.util
 import json
 import math
 import os
@@ -195,3 +196,19 @@ def test_shipped_spaces_search_config_keys_of_their_model(model, ml100k_head):
     config, _ = build_config(model, "ml-100k", overrides={"data_path": ml100k_head})
     assert set(space) <= set(config.final_config_dict)
     to_tune_space(space)
+
+
+@pytest.mark.parametrize("alg, message", [
+    ("optuna", "--search-alg optuna: its package is not installed"),
+    ("gridsearch", "--search-alg 'gridsearch' is unknown; choose one of random, ax"),
+])
+def test_search_algorithm_missing_or_unknown_is_a_one_line_error(tmp_path, capsys, alg, message):
+    pytest.importorskip("ray")
+    if alg == "optuna" and importlib.util.find_spec("optuna"):
+        pytest.skip("optuna is installed here")
+    space = write_space(tmp_path, "learning_rate: {loguniform: [1.0e-3, 1.0e-2]}\n")
+    with pytest.raises(SystemExit) as err:
+        main(["--model", "SASRec", "--dataset", "ml-100k", "--space", space,
+              "--search-alg", alg, "--output", str(tmp_path / "search")])
+    assert err.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "search").exists()
