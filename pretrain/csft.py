@@ -84,16 +84,17 @@ def prepare(cfg):
 
 def make_trainer(cfg, tokenizer, dataset):
     """The causal LM (LoRA when `lora_r`) and its HF Trainer. Returns (trainer, model)."""
-    from transformers import AutoModelForCausalLM, Trainer
+    from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(
         training.input_model(cfg, STAGE), torch_dtype=training.model_dtype(cfg),
         attn_implementation=training.attn_implementation(cfg))
     model.config.use_cache = False
     model = training.apply_lora(model, cfg)
-    trainer = Trainer(model=model, args=training.training_arguments(cfg, STAGE),
-                      train_dataset=dataset, data_collator=collator(tokenizer),
-                      tokenizer=tokenizer)
+    trainer_class = training.stage_trainer_class()
+    trainer = trainer_class(model=model, args=training.training_arguments(cfg, STAGE),
+                            train_dataset=dataset, data_collator=collator(tokenizer),
+                            tokenizer=tokenizer)
     return trainer, model
 
 

@@ -118,8 +118,6 @@ def prepare(cfg):
 
 def make_trainer(cfg, tokenizer, mask_id, dataset):
     """The bidirectional LM-head model and its Trainer. Returns (trainer, model)."""
-    from transformers import Trainer
-
     from pretrain.models import load_backbone
 
     model = load_backbone(training.input_model(cfg, STAGE), bidirectional=True, lm_head=True,
@@ -128,8 +126,10 @@ def make_trainer(cfg, tokenizer, mask_id, dataset):
     model.config.use_cache = False
     model = training.apply_lora(model, cfg)
     collate = MNTPCollator(tokenizer, mask_id, cfg.mlm_probability)
-    trainer = Trainer(model=model, args=training.training_arguments(cfg, STAGE),
-                      train_dataset=dataset, data_collator=collate, tokenizer=tokenizer)
+    trainer_class = training.stage_trainer_class()
+    trainer = trainer_class(model=model, args=training.training_arguments(cfg, STAGE),
+                            train_dataset=dataset, data_collator=collate,
+                            tokenizer=tokenizer)
     return trainer, model
 
 

@@ -56,9 +56,7 @@ def set_attention_dropout(model, p):
 
 def make_trainer_class():
     """Trainer whose loss is the contrastive loss over two views (defined lazily: HF import)."""
-    from transformers import Trainer
-
-    class SimCSETrainer(Trainer):
+    class SimCSETrainer(training.stage_trainer_class()):
         """HF Trainer with the IC loss; `temperature` is set on the instance."""
 
         temperature = 0.2

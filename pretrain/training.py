@@ -41,6 +41,55 @@ class TokenizedDataset(torch.utils.data.Dataset):
         return self.features[i]
 
 
+class LengthGroupedSampler(torch.utils.data.Sampler):
+    """Shuffled mega-batches of `mega_batch` examples, each sorted by length and cut into
+    micro-batches of `micro_batch` that are then shuffled: every micro-batch holds examples of
+    similar length (little padding), while batch order stays random. Seeded per epoch."""
+
+    def __init__(self, lengths, micro_batch, mega_batch, seed=0):
+        self.lengths, self.micro, self.mega = list(lengths), micro_batch, max(mega_batch, 1)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=gen).tolist()
+        out = []
+        for start in range(0, len(order), self.mega):
+            group = sorted(order[start:start + self.mega], key=self.lengths.__getitem__,
+                           reverse=True)
+            batches = [group[i:i + self.micro] for i in range(0, len(group), self.micro)]
+            for b in torch.randperm(len(batches), generator=gen).tolist():
+                out.extend(batches[b])
+        return iter(out)
+
+
+def stage_trainer_class():
+    """HF Trainer whose `group_by_length` uses our LengthGroupedSampler (HF's shrinks its
+    mega-batches to a few batches on small datasets). Defined lazily: HF import."""
+    from transformers import Trainer
+
+    class StageTrainer(Trainer):
+        """Trainer with length-grouped micro-batches (mega-batch = 50 optimizer steps)."""
+
+        def _get_train_sampler(self):
+            if not self.args.group_by_length:
+                return super()._get_train_sampler()
+            args = self.args
+            lengths = [len(f["input_ids"]) for f in self.train_dataset]
+            step = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+            return LengthGroupedSampler(lengths, args.train_batch_size, 50 * step,
+                                        seed=args.data_seed if args.data_seed is not None
+                                        else args.seed)
+
+    return StageTrainer
+
+
 def input_model(cfg, stage):
     """The model folder a stage starts from: `cfg.model`, else the previous stage's `final/`."""
     if cfg.model:

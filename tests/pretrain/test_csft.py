@@ -172,3 +172,26 @@ def test_kill_9_then_same_command_resumes(tiny_qwen2_dir, games, tmp_path):
     csft.main([*args[:-4], "--max_steps", str(resumed + 2), "--save_steps", "2"])
     step, losses = logged_losses(run)
     assert step == resumed + 2 and sorted(losses) == list(range(1, resumed + 3))
+
+
+def test_length_grouped_sampler_cuts_padding_and_keeps_every_example():
+    import random
+
+    from pretrain.training import LengthGroupedSampler
+
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 300) for _ in range(200)]
+    sampler = LengthGroupedSampler(lengths, micro_batch=4, mega_batch=400, seed=1)
+    order = list(sampler)
+    assert sorted(order) == list(range(200)) and order == list(sampler)
+
+    def padded(order):
+        return sum(4 * max(lengths[i] for i in order[k:k + 4]) for k in range(0, 200, 4))
+
+    random_order = list(range(200))
+    rng.shuffle(random_order)
+    assert padded(order) < 1.1 * sum(lengths) < 0.8 * padded(random_order)
+    sampler.set_epoch(1)
+    assert list(sampler) != order  # a new epoch, a new order
+    first_lengths = [max(lengths[i] for i in order[k:k + 4]) for k in range(0, 200, 4)]
+    assert first_lengths != sorted(first_lengths, reverse=True)  # batch order is shuffled

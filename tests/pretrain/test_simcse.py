@@ -51,13 +51,13 @@ def test_dropout_makes_two_different_views(tiny_qwen2_dir, tiny_tokenizer):
 
 def test_loss_goes_down(tiny_llama_dir, games, tmp_path):
     final = simcse.main(["--model", tiny_llama_dir, "--run_dir", str(tmp_path), "--datasets",
-                         "Games", "--data_path", games, "--max_length", "32", "--batch_size",
-                         "16", "--micro_batch_size", "16", "--learning_rate", "3e-3",
+                         "Games", "--data_path", games, "--max_length", "24", "--batch_size",
+                         "8", "--micro_batch_size", "8", "--learning_rate", "3e-3",
                          "--warmup_steps", "0", "--logging_steps", "1", "--report_to", "none",
-                         "--max_steps", "8"])
+                         "--max_steps", "6"])
     state = json.load(open(f"{final}/trainer_state.json"))
     losses = [e["loss"] for e in state["log_history"] if "loss" in e]
-    assert len(losses) == 8 and sum(losses[-2:]) < sum(losses[:2])
+    assert len(losses) == 6 and sum(losses[-2:]) < sum(losses[:2])
     config = json.load(open(f"{final}/config.json"))
     assert config["attention_dropout"] == 0.2 and "lm_head.weight" not in open(
         f"{final}/model.safetensors", "rb").read(4096).decode("latin-1")
