@@ -247,9 +247,8 @@ def trial_rows(results, space_keys, metric, mode):
             best = evals.loc[evals[metric].idxmax() if mode == "max" else evals[metric].idxmin()]
         else:
             best = {}
-        for k in sorted(best.keys()) if hasattr(best, "keys") else []:
-            if str(k).startswith(("valid/", "test/")):
-                row[k] = float(best[k])
+        row.update({k: float(best[k]) for k in best.keys()
+                    if str(k).startswith(("valid/", "test/"))})
         row["time_s"] = round(float(metrics.get("time_total_s", float("nan"))), 1)
         row["error"] = _one_line(res.error) if res.error is not None else ""
         rows.append(row)
