@@ -186,6 +186,9 @@ def test_search_killed_with_sigkill_resumes_and_keeps_finished_trials(tmp_path, 
         assert row["test/recall@20"] == pytest.approx(result["test/recall@20"])
         assert row["time_s"] == pytest.approx(result["time_total_s"], abs=0.1)
     assert (out / "best_config.yaml").is_file()
+    for trial in table["trial"]:  # each trial logs into its own folder, also in a reused worker
+        logs = glob.glob(str(out / "ray" / trial / "log" / "*" / "*.log"))
+        assert any("test result" in open(path).read() for path in logs), trial
 
 
 @pytest.mark.parametrize("model", ["TextSASRec", "TextGRU4Rec", "SASRec"])
