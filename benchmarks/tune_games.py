@@ -11,7 +11,6 @@ import argparse
 import glob
 import os
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -98,8 +97,8 @@ def main(argv=None):
     load_after = os.getloadavg()
 
     cache = glob.glob(os.path.join(args.output, "dataset_cache", "*.pth"))[0]
-    built, loaded, data = dataset_load_times("TextSASRec", args.dataset, {"data_path": args.data_path},
-                                       cache)
+    built, loaded, data = dataset_load_times("TextSASRec", args.dataset,
+                                             {"data_path": args.data_path}, cache)
     with open(os.path.join(args.output, "results.md"), encoding="utf-8") as fh:
         results_md = fh.read()
     with open(os.path.join(args.output, "best_config.yaml"), encoding="utf-8") as fh:
@@ -133,7 +132,8 @@ def main(argv=None):
         f"- Wall time: **{wall / 60:.1f} min** for {len(table)} trials "
         f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); trial time summed: "
         f"{busy / 60:.1f} min.",
-        f"- Dataset loading: building {args.dataset} from the atomic files takes {built:.2f} s, loading "
+        f"- Dataset loading: building {args.dataset} from the atomic files takes {built:.2f} s, "
+        f"loading "
         f"the search's cache {loaded:.2f} s; every trial loads the cache (RecBole's "
         f"split/augmentation step still runs in each trial).",
         "",

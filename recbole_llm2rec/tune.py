@@ -141,7 +141,7 @@ def _plain(value):
 
 
 def run_trial(params, job):
-    """Ray Tune function trainable: one RecBole run, reporting valid metrics after each evaluation."""
+    """Ray Tune function trainable: one RecBole run; reports valid metrics after each evaluation."""
     import ray
     import torch
     from ray.air import session
@@ -271,7 +271,7 @@ def trial_rows(results, space_keys, metric, mode):
 
 
 def _one_line(error):
-    """The last non-empty line of an error's text, shortened (the full trace is in the trial folder)."""
+    """The last non-empty line of an error's text, shortened (full trace: the trial folder)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = lines[-1] if lines else type(error).__name__
     return text[:160]
@@ -318,7 +318,7 @@ def best_config(table, space_keys, fixed):
 
 
 def write_best_config(path, search, config, best, metric, num_trials):
-    """Write `config` as a yaml for `run_recbole.py --config_files=...`, with a header saying why."""
+    """Write `config` as a yaml for `run_recbole.py --config_files=...`, with a why-header."""
     test = metric.replace("valid/", "test/")
     header = [
         f"# Best of {num_trials} trials of {search['model']} on {search['dataset']} "
