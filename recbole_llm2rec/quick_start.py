@@ -89,6 +89,11 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
     """
     config, model_class = build_config(model, dataset, config_file_list, config_dict, overrides)
     init_seed(config["seed"], config["reproducibility"])
+    # RecBole's init_logger (logging.basicConfig) keeps the handlers of an earlier run in this
+    # process (tests, reused Ray workers): drop them so each run logs into its own file.
+    for handler in getLogger().handlers[:]:
+        getLogger().removeHandler(handler)
+        handler.close()
     init_logger(config)
     logger = getLogger()
     logger.info(config)

@@ -11,7 +11,6 @@ folder `ray/` (resumable with --resume) and `dataset_cache/` (the dataset, built
 """
 import argparse
 import json
-import logging
 import math
 import os
 import shutil
@@ -149,12 +148,6 @@ def run_trial(params, job):
     from recbole_llm2rec.quick_start import run
 
     torch.set_num_threads(job["cpus"])
-    # Ray reuses worker processes across trials, and RecBole's init_logger (logging.basicConfig)
-    # keeps the first trial's handlers: drop them so each trial logs into its own folder.
-    root = logging.getLogger()
-    for handler in root.handlers[:]:
-        root.removeHandler(handler)
-        handler.close()
     config_dict = dict(job["config_dict"])
     config_dict.update(params)
     config_dict.update(
