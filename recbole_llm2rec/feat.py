@@ -35,6 +35,9 @@ def atomic_write_text(path, write_fn):
             write_fn(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make outputs private
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

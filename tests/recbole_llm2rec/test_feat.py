@@ -28,6 +28,9 @@ def test_round_trip_is_exact_and_keyed_by_token(games):
     with open(path, encoding="utf-8") as fh:
         assert fh.readline() == f"{ID_FIELD}\t{EMB_FIELD}\n"
     assert os.path.isfile(path + ".json")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
 
 
 def test_alignment_ignores_row_order_and_string_ids(games, tmp_path):
