@@ -6,7 +6,7 @@ the reference's setup) draws batches at random, ours groups examples of similar 
 (`group_by_length`). The rounds alternate so background load hits both alike.
 
     python benchmarks/csft_throughput.py --model models/SmolLM2-135M-Instruct \\
-        --data_path ../shared/data --examples 96 --rounds 2
+        --data_path ../shared/data --examples 32 --batch_size 32 --rounds 2
 """
 import argparse
 import os
@@ -56,19 +56,21 @@ def main(argv=None):
     p.add_argument("--datasets", nargs="+", default=["Games", "Electronics", "Clothing", "Books"])
     p.add_argument("--examples", type=int, default=96, help="examples per epoch (one epoch each)")
     p.add_argument("--micro_batch_size", type=int, default=4, help="the reference's micro batch")
+    p.add_argument("--batch_size", type=int, default=32,
+                   help="effective batch (gradient accumulation), as in real CSFT runs")
     p.add_argument("--max_length", type=int, default=1024)
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds per setting")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/results/csft_throughput.md")
     args = p.parse_args(argv)
-    if args.examples % args.micro_batch_size:
-        p.error("--examples must be a multiple of --micro_batch_size")
+    if args.examples % args.batch_size or args.batch_size % args.micro_batch_size:
+        p.error("--examples must be a multiple of --batch_size, itself one of --micro_batch_size")
 
     run_dir = tempfile.mkdtemp(prefix="csft_bench.")
     base = dict(run_dir=run_dir, model=args.model, datasets=args.datasets,
                 data_path=args.data_path, max_examples=args.examples, seed=args.seed,
                 max_length=args.max_length, micro_batch_size=args.micro_batch_size,
-                batch_size=args.micro_batch_size, max_steps=args.examples // args.micro_batch_size,
+                batch_size=args.batch_size, max_steps=args.examples // args.batch_size,
                 save_steps=10 ** 9, logging_steps=10 ** 9, warmup_steps=0, learning_rate=1e-5,
                 report_to=[], attn_implementation="sdpa")
     tokenizer, dataset, stats = csft.prepare(CSFTConfig(**base))
@@ -99,13 +101,14 @@ def main(argv=None):
         "# CSFT training throughput on CPU",
         "",
         f"Command: `python benchmarks/csft_throughput.py --model {args.model} --data_path "
-        f"{args.data_path} --examples {args.examples} --micro_batch_size "
-        f"{args.micro_batch_size} --rounds {args.rounds} --seed {args.seed}`",
+        f"{args.data_path} --examples {args.examples} --batch_size {args.batch_size} "
+        f"--micro_batch_size {args.micro_batch_size} --rounds {args.rounds} --seed {args.seed}`",
         "",
         f"Model `{os.path.basename(os.path.normpath(args.model))}` (float32, sdpa, full "
         f"fine-tune, AdamW), {len(dataset)} CSFT examples sampled from "
         f"{'+'.join(args.datasets)} (mean {stats['mean_length']:.1f} tokens, max "
-        f"{stats['max_length']}), micro-batch {args.micro_batch_size}, one epoch per run, "
+        f"{stats['max_length']}), micro-batch {args.micro_batch_size}, effective batch "
+        f"{args.batch_size} (gradient accumulation), one epoch per run, "
         f"{args.rounds} alternating rounds per setting (totals below). Machine: "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
         f"{torch.__version__} with {torch.get_num_threads()} threads; load average at the end "
