@@ -15,7 +15,9 @@ from recbole_llm2rec.feat import read_feat
 from recbole_llm2rec.quick_start import build_config, props_files, resolve_model, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FAST = {"hidden_size": 32, "inner_size": 64, "n_layers": 1, "epochs": 2, "show_progress": False}
+# a small model, and only the users with fewer than 40 ratings (~1/3 of them): a short run
+FAST = {"hidden_size": 32, "inner_size": 64, "n_layers": 1, "epochs": 2, "show_progress": False,
+        "user_inter_num_interval": "[0,40)"}
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +50,12 @@ def test_text_sasrec_trains_and_reloads_its_best_checkpoint(ml100k, tmp_path):
     # the checkpoint is readable by torch's safe loader, and holds the frozen table
     ckpt = torch.load(result["model_file"], weights_only=True)
     assert ckpt["config"]["model"] == "TextSASRec" and ckpt["config"]["hidden_size"] == 32
-    assert ckpt["state_dict"]["item_embedding.text_emb"].shape == (1683, 384)
-    # RecBole's own resume path reads it too (torch's default, safe torch.load)
     config = result["config"]
     train_data, _, _ = data_preparation(config, create_dataset(config))
+    n_items = train_data._dataset.item_num  # the items of the filtered users, + [PAD]
+    assert 500 < n_items < 1683
+    assert ckpt["state_dict"]["item_embedding.text_emb"].shape == (n_items, 384)
+    # RecBole's own resume path reads it too (torch's default, safe torch.load)
     trainer = get_trainer(config["MODEL_TYPE"], "TextSASRec")(
         config, TextSASRec(config, train_data._dataset))
     trainer.resume_checkpoint(result["model_file"])
