@@ -67,7 +67,8 @@ def main(argv=None):
         "|---|---|---|",
         *(f"| {n} | {', '.join(f'{t:.1f}' for t in ts)} | {min(ts):.1f} |" for n, ts in times.items()),
         "",
-        f"**TextSASRec / SASRec = {text / base:.2f}x** (best epoch of each; target <= 1.3x)",
+        f"**TextSASRec / SASRec = {text / base:.2f}x** (best epoch of each; target <= 1.3x); "
+        f"per round: {', '.join(f'{t / b:.2f}x' for b, t in zip(times['SASRec'], times['TextSASRec']))}",
         "",
     ]
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
