@@ -45,15 +45,6 @@ def embed_views(model, input_ids, attention_mask):
     return pool(hidden, mask, "mean").chunk(2)
 
 
-def set_attention_dropout(model, p):
-    """Set the attention-probability dropout (Qwen2's only dropout; Llama's too) to `p`."""
-    model.config.attention_dropout = p
-    for module in model.modules():
-        if hasattr(module, "attention_dropout") and not isinstance(module, type(model.config)):
-            module.attention_dropout = p
-    return model
-
-
 def make_trainer_class():
     """Trainer whose loss is the contrastive loss over two views (defined lazily: HF import)."""
     class SimCSETrainer(training.stage_trainer_class()):
@@ -90,8 +81,9 @@ def make_trainer(cfg, tokenizer, dataset):
 
     model = load_backbone(training.input_model(cfg, STAGE), bidirectional=True,
                           attn_implementation=training.attn_implementation(cfg),
-                          torch_dtype=training.model_dtype(cfg))
-    set_attention_dropout(model, cfg.attention_dropout)
+                          torch_dtype=training.model_dtype(cfg),
+                          # attention-probability dropout: Qwen2's only dropout (Llama's too)
+                          config_overrides={"attention_dropout": cfg.attention_dropout})
     model.config.use_cache = False
     model = training.apply_lora(model, cfg)
     # Equal batches on every process, for the gathered negatives.

@@ -47,11 +47,12 @@ def default_attn_implementation():
 
 
 def load_backbone(path, bidirectional=True, attn_implementation=None, torch_dtype=None,
-                  lm_head=False, **kw):
+                  lm_head=False, config_overrides=None, **kw):
     """Load a decoder-only LLM from `path`: the base model, or with `lm_head` the LM-head model
-    (bidirectional: `...BiForMNTP`; causal: `AutoModelForCausalLM`). Extra kwargs go to
+    (bidirectional: `...BiForMNTP`; causal: `AutoModelForCausalLM`). `config_overrides` set
+    config attributes before the model is built (e.g. attention_dropout); extra kwargs go to
     `from_pretrained`."""
-    config = AutoConfig.from_pretrained(path)
+    config = AutoConfig.from_pretrained(path, **(config_overrides or {}))
     kw.update(attn_implementation=attn_implementation or default_attn_implementation())
     if torch_dtype is not None:
         kw["torch_dtype"] = torch_dtype

@@ -38,8 +38,9 @@ def test_loss_equals_hand_computed_value():
 
 
 def test_dropout_makes_two_different_views(tiny_qwen2_dir, tiny_tokenizer):
-    model = load_backbone(tiny_qwen2_dir, bidirectional=True, attn_implementation="eager")
-    simcse.set_attention_dropout(model, 0.5)
+    model = load_backbone(tiny_qwen2_dir, bidirectional=True, attn_implementation="eager",
+                          config_overrides={"attention_dropout": 0.5})
+    assert model.layers[0].self_attn.attention_dropout == 0.5
     batch = tiny_tokenizer(["Super Mario Odyssey", "Xbox One Wireless Controller"],
                            padding=True, return_tensors="pt")
     torch.manual_seed(0)
