@@ -103,3 +103,11 @@ def tiny_llama_dir(make_tiny_model):
 def tiny_llm_dir(request, make_tiny_model):
     """Folder of each tiny architecture in turn (parametrized over ARCHS)."""
     return make_tiny_model(request.param)
+
+
+@pytest.fixture(scope="module")
+def games(tmp_path_factory):
+    """Folder with a 12-user slice of the real Games dataset (the stage tests' data)."""
+    from slices import write_slice
+
+    return write_slice(tmp_path_factory.mktemp("data"), "Games", 12)

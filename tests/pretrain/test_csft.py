@@ -10,14 +10,6 @@ from pretrain.common import DataError
 from pretrain.sequences import csft_examples, read_user_sequences
 from pretrain.stage_config import ConfigError
 
-from slices import write_slice
-
-
-@pytest.fixture(scope="module")
-def games(tmp_path_factory):
-    """Folder with a 12-user slice of the real Games dataset."""
-    return write_slice(tmp_path_factory.mktemp("data"), "Games", 12)
-
 
 def run_args(model, run_dir, data, *extra):
     """Arguments of a tiny CSFT run on the Games slice."""

@@ -8,14 +8,6 @@ from pretrain.models import BackboneError, load_backbone
 from pretrain.sequences import training_titles
 from pretrain.stage_config import ConfigError
 
-from slices import write_slice
-
-
-@pytest.fixture(scope="module")
-def games(tmp_path_factory):
-    """Folder with a 12-user slice of the real Games dataset."""
-    return write_slice(tmp_path_factory.mktemp("data"), "Games", 12)
-
 
 def run_args(model, run_dir, data, *extra):
     """Arguments of a tiny MNTP run on the Games slice."""

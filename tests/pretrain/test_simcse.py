@@ -8,14 +8,6 @@ import torch
 from pretrain import simcse
 from pretrain.models import load_backbone
 
-from slices import write_slice
-
-
-@pytest.fixture(scope="module")
-def games(tmp_path_factory):
-    """Folder with a 12-user slice of the real Games dataset."""
-    return write_slice(tmp_path_factory.mktemp("data"), "Games", 12)
-
 
 def test_loss_equals_hand_computed_value():
     a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
