@@ -3,7 +3,7 @@ import argparse
 import os
 import sys
 
-from dataset_atomic import amazon2023, atomic, llm2rec_csv, llm2rec_downstream, ml100k
+from dataset_atomic import amazon2023, atomic, llm2rec_csv, llm2rec_downstream, ml100k, sample
 from dataset_atomic.atomic_files import ConvertError
 from dataset_atomic.validate import format_problem, stats_table, validate
 
@@ -45,6 +45,13 @@ def build_parser():
     _output_args(sub.add_parser("ml100k", help="ml-100k from RecBole's installed example data"),
                  overwrite=False)
 
+    p = sub.add_parser("sample", help="a random subset of the users of an atomic dataset")
+    p.add_argument("folder", help="<folder>/<folder name>.inter and .item")
+    p.add_argument("--users", type=int, required=True, help="number of users to keep")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random choice")
+    p.add_argument("--name", required=True, help="name of the new dataset, e.g. Games2k")
+    _output_args(p)
+
     p = sub.add_parser("atomic", help="validate atomic files; with --out, link them into a data folder")
     p.add_argument("folder", help="<folder>/<folder name>.inter and .item")
     p.add_argument("--copy", action="store_true", help="copy instead of symlinking (with --out)")
@@ -72,6 +79,9 @@ def convert(args):
     elif args.source == "llm2rec-downstream":
         folder, counts = llm2rec_downstream.convert(args.folder, args.out, args.name,
                                                     args.sequences, overwrite=args.overwrite)
+    elif args.source == "sample":
+        folder, counts = sample.convert(args.folder, args.out, args.name, args.users, args.seed,
+                                        overwrite=args.overwrite)
     elif args.source == "ml100k":
         folder, counts = ml100k.convert(args.out), None
     else:

@@ -1,1 +1,1 @@
-"""LLM2Rec pre-training stages (csft, mntp, simcse), embedding extraction and GGUF conversion."""
+"""LLM2Rec pre-training stages (csft, mntp, ic), embedding extraction and GGUF conversion."""

@@ -1,10 +1,10 @@
-"""The LLM2Rec pipeline from one yaml file: csft -> mntp -> simcse -> extract.
+"""The LLM2Rec pipeline from one yaml file: csft -> mntp -> ic -> extract.
 
     python -m pretrain.pipeline --config pretrain/configs/smollm2-135m_cpu.yaml \\
         --csft.max_steps=200 --seed=1
 
 Top-level keys (`backbone`, `run_dir`, `datasets`, `data_path`, `seed`, ...) apply to every
-stage; a section per stage (`csft`, `mntp`, `simcse`, `extract`) overrides them. Every input is
+stage; a section per stage (`csft`, `mntp`, `ic`, `extract`) overrides them. Every input is
 checked before the first stage starts. Stages hand off through `<run_dir>/<stage>/final`; a
 rerun skips finished stages and resumes an interrupted one from its last checkpoint.
 """
@@ -13,13 +13,13 @@ import dataclasses
 import json
 import os
 
-from pretrain import csft, mntp, simcse, training
+from pretrain import csft, mntp, ic, training
 from recbole_llm2rec.feat import FeatError
 from pretrain.sequences import load_dataset_titles
 from pretrain.stage_config import (STAGE_CONFIGS, STAGES, ConfigError, apply_overrides, build,
                                    read_yaml, stage_settings)
 
-RUNNERS = {"csft": csft.run, "mntp": mntp.run, "simcse": simcse.run}
+RUNNERS = {"csft": csft.run, "mntp": mntp.run, "ic": ic.run}
 SHARED_ONLY = {"backbone"}
 
 
@@ -75,7 +75,7 @@ def check_inputs(configs, raw):
     for cfg in configs.values():
         for name in cfg.datasets:
             load_dataset_titles(cfg.data_path, name, cfg.title_field)
-    argv = extract_argv(raw, training.final_dir(configs["simcse"], "simcse"))
+    argv = extract_argv(raw, training.final_dir(configs["ic"], "ic"))
     try:
         args = extract.build_parser().parse_args(argv)
     except SystemExit:

@@ -1,6 +1,6 @@
 """Settings of the pre-training stages: dataclasses filled from yaml, then the command line.
 
-Each stage (`csft`, `mntp`, `simcse`) has a dataclass of settings. A stage command reads
+Each stage (`csft`, `mntp`, `ic`) has a dataclass of settings. A stage command reads
 `--config <yaml>` (top-level shared keys plus the stage's own section), then every field as
 `--<field> value`. The pipeline applies dotted overrides (`--csft.max_steps=200`) to the yaml.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-STAGES = ("csft", "mntp", "simcse")
+STAGES = ("csft", "mntp", "ic")
 
 
 class ConfigError(ValueError):
@@ -75,7 +75,7 @@ class MNTPConfig(StageConfig):
 
 
 @dataclass
-class SimCSEConfig(StageConfig):
+class ICConfig(StageConfig):
     """IC (SimCSE): two dropout views of each title, in-batch contrastive loss."""
 
     learning_rate: float = 2e-4
@@ -88,7 +88,7 @@ class SimCSEConfig(StageConfig):
     group_by_length: bool = False  # (bool) False: random batches give harder in-batch negatives
 
 
-STAGE_CONFIGS = {"csft": CSFTConfig, "mntp": MNTPConfig, "simcse": SimCSEConfig}
+STAGE_CONFIGS = {"csft": CSFTConfig, "mntp": MNTPConfig, "ic": ICConfig}
 
 
 def _type_of(cls, name):

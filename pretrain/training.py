@@ -15,7 +15,7 @@ import torch
 
 from pretrain.stage_config import ConfigError, save_yaml
 
-PREVIOUS_STAGE = {"mntp": "csft", "simcse": "mntp"}
+PREVIOUS_STAGE = {"mntp": "csft", "ic": "mntp"}
 
 
 def stage_dir(cfg, stage):

@@ -1,4 +1,4 @@
-"""Pipeline: yaml + dotted overrides, early input checks, csft -> mntp -> simcse -> extract."""
+"""Pipeline: yaml + dotted overrides, early input checks, csft -> mntp -> ic -> extract."""
 import os
 
 import pytest
@@ -27,7 +27,7 @@ def tiny_config(model, run_dir, data):
     """A pipeline dict for the tiny model (2 steps per stage)."""
     return {"backbone": model, "run_dir": str(run_dir), "data_path": data,
             "datasets": ["Games"], "report_to": [], "attn_implementation": "eager",
-            "csft": dict(TINY), "mntp": dict(TINY), "simcse": dict(TINY),
+            "csft": dict(TINY), "mntp": dict(TINY), "ic": dict(TINY),
             "extract": {"name": "llm2rec", "datasets": ["Games", "Beauty"], "batch_size": 8}}
 
 
@@ -40,7 +40,7 @@ def test_shipped_configs_resolve():
     raw = pipeline.read_yaml(os.path.join(REPO, "pretrain", "configs", "qwen2-0.5b_amazon.yaml"))
     configs = pipeline.stage_configs(raw)
     assert (configs["csft"].learning_rate, configs["csft"].batch_size) == (3e-4, 128)
-    assert (configs["simcse"].temperature, configs["simcse"].batch_size) == (0.2, 256)
+    assert (configs["ic"].temperature, configs["ic"].batch_size) == (0.2, 256)
     assert configs["mntp"].mask_token == "_" and configs["mntp"].mlm_probability == 0.2
 
 
@@ -71,13 +71,13 @@ def test_bad_settings_fail_before_any_stage(tiny_qwen2_dir, data, tmp_path):
 def test_pipeline_writes_feat_files_and_rerun_skips(tiny_qwen2_dir, data, tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_config(tiny_qwen2_dir, tmp_path / "run", data)))
-    paths = pipeline.main(["--config", str(config), "--simcse.max_steps=3"])
-    for stage in ("csft", "mntp", "simcse"):
+    paths = pipeline.main(["--config", str(config), "--ic.max_steps=3"])
+    for stage in ("csft", "mntp", "ic"):
         for name in ("final/model.safetensors", "final/tokenizer.json", "config.yaml",
                      "data_stats.json"):
             assert os.path.isfile(tmp_path / "run" / stage / name), (stage, name)
-    simcse_cfg = yaml.safe_load(open(tmp_path / "run" / "simcse" / "config.yaml"))
-    assert simcse_cfg["max_steps"] == 3 and simcse_cfg["model"] is None
+    ic_cfg = yaml.safe_load(open(tmp_path / "run" / "ic" / "config.yaml"))
+    assert ic_cfg["max_steps"] == 3 and ic_cfg["model"] is None
     for path, dataset in zip(paths, ("Games", "Beauty")):
         tokens, emb = read_feat(path)
         item_file = os.path.join(data, dataset, f"{dataset}.item")
@@ -86,7 +86,7 @@ def test_pipeline_writes_feat_files_and_rerun_skips(tiny_qwen2_dir, data, tmp_pa
         assert emb.shape[1] == 32
     mtimes = [os.path.getmtime(p) for p in paths]
     capsys.readouterr()
-    pipeline.main(["--config", str(config), "--simcse.max_steps=3"])
+    pipeline.main(["--config", str(config), "--ic.max_steps=3"])
     out = capsys.readouterr().out
     assert out.count("nothing to do") == 3
     assert [os.path.getmtime(p) for p in paths] == mtimes

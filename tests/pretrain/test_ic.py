@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pretrain import simcse
+from pretrain import ic
 from pretrain.models import load_backbone
 
 
@@ -18,10 +18,10 @@ def test_loss_equals_hand_computed_value():
     loss1 = -2 + math.log(1 + math.exp(2) + 1)
     loss2 = math.log(3)
     expected = (loss0 + loss1 + loss2) / 3
-    assert simcse.contrastive_loss(a, b, 0.5).item() == pytest.approx(expected, rel=1e-6)
+    assert ic.contrastive_loss(a, b, 0.5).item() == pytest.approx(expected, rel=1e-6)
     # With gathered views from other processes, positives sit at offset + i.
     others = torch.cat([torch.tensor([[5.0, -1.0]]), b])
-    shifted = simcse.contrastive_loss(a, others, 0.5, offset=1).item()
+    shifted = ic.contrastive_loss(a, others, 0.5, offset=1).item()
     extra = [2 * (5 / math.sqrt(26)), 2 * (-1 / math.sqrt(26)), 2 * (4 / math.sqrt(52))]
     by_hand = [-2 + math.log(math.exp(extra[0]) + math.exp(2) + 1 + math.exp(2)),
                -2 + math.log(math.exp(extra[1]) + 1 + math.exp(2) + 1),
@@ -36,14 +36,14 @@ def test_dropout_makes_two_different_views(tiny_qwen2_dir, tiny_tokenizer):
     batch = tiny_tokenizer(["Super Mario Odyssey", "Xbox One Wireless Controller"],
                            padding=True, return_tensors="pt")
     torch.manual_seed(0)
-    a, b = simcse.embed_views(model.train(), batch["input_ids"], batch["attention_mask"])
+    a, b = ic.embed_views(model.train(), batch["input_ids"], batch["attention_mask"])
     assert a.shape == (2, model.config.hidden_size) and not torch.allclose(a, b)
-    a, b = simcse.embed_views(model.eval(), batch["input_ids"], batch["attention_mask"])
+    a, b = ic.embed_views(model.eval(), batch["input_ids"], batch["attention_mask"])
     assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_loss_goes_down(tiny_llama_dir, games, tmp_path):
-    final = simcse.main(["--model", tiny_llama_dir, "--run_dir", str(tmp_path), "--datasets",
+    final = ic.main(["--model", tiny_llama_dir, "--run_dir", str(tmp_path), "--datasets",
                          "Games", "--data_path", games, "--max_length", "24", "--batch_size",
                          "8", "--micro_batch_size", "8", "--learning_rate", "3e-3",
                          "--warmup_steps", "0", "--logging_steps", "1", "--report_to", "none",

@@ -4,7 +4,7 @@ Each title goes through the model twice with attention dropout on (two views), i
 and the in-batch softmax over cosine similarities / temperature pulls the two views together.
 Starts from `<run_dir>/mntp/final`.
 
-    python -m pretrain.simcse --run_dir runs/x --datasets Games Electronics --data_path dataset/
+    python -m pretrain.ic --run_dir runs/x --datasets Games Electronics --data_path dataset/
 """
 import torch
 import torch.nn.functional as F
@@ -13,7 +13,7 @@ from pretrain import training
 from pretrain.mntp import check_backbone, load_titles, title_features
 from pretrain.stage_config import ConfigError, parse_stage_args
 
-STAGE = "simcse"
+STAGE = "ic"
 
 
 def contrastive_loss(a, b, temperature, offset=0):
@@ -47,7 +47,7 @@ def embed_views(model, input_ids, attention_mask):
 
 def make_trainer_class():
     """Trainer whose loss is the contrastive loss over two views (defined lazily: HF import)."""
-    class SimCSETrainer(training.stage_trainer_class()):
+    class ICTrainer(training.stage_trainer_class()):
         """HF Trainer with the IC loss; `temperature` is set on the instance."""
 
         temperature = 0.2
@@ -58,7 +58,7 @@ def make_trainer_class():
             loss = contrastive_loss(a, others, self.temperature, offset)
             return (loss, {"embeddings": a}) if return_outputs else loss
 
-    return SimCSETrainer
+    return ICTrainer
 
 
 def prepare(cfg):
@@ -96,12 +96,12 @@ def make_trainer(cfg, tokenizer, dataset):
 
 
 def run(cfg):
-    """Run IC (SimCSE) with settings `cfg`. Returns the path of `<run_dir>/simcse/final`."""
+    """Run IC (SimCSE) with settings `cfg`. Returns the path of `<run_dir>/ic/final`."""
     if training.already_done(cfg, STAGE):
         return training.final_dir(cfg, STAGE)
     tokenizer, dataset, stats = prepare(cfg)
     if len(dataset) < cfg.batch_size:
-        raise ConfigError(f"simcse: {len(dataset)} titles is fewer than batch_size "
+        raise ConfigError(f"ic: {len(dataset)} titles is fewer than batch_size "
                           f"{cfg.batch_size}")
     training.save_run_info(cfg, STAGE, stats)
     trainer, model = make_trainer(cfg, tokenizer, dataset)
