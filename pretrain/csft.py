@@ -100,12 +100,7 @@ def make_trainer(cfg, tokenizer, dataset):
 
 def run(cfg):
     """Run CSFT with settings `cfg`. Returns the path of `<run_dir>/csft/final`."""
-    if training.already_done(cfg, STAGE):
-        return training.final_dir(cfg, STAGE)
-    tokenizer, dataset, stats = prepare(cfg)
-    training.save_run_info(cfg, STAGE, stats)
-    trainer, model = make_trainer(cfg, tokenizer, dataset)
-    return training.train_and_save(trainer, model, tokenizer, cfg, STAGE)
+    return training.run_stage(cfg, STAGE, prepare, make_trainer)
 
 
 def main(argv=None):

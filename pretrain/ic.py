@@ -70,6 +70,8 @@ def prepare(cfg):
     features = title_features(tokenizer, titles, cfg.max_length)
     lengths = [len(f["input_ids"]) for f in features]
     stats.update(model=model_dir, tokens=sum(lengths), max_length=max(lengths))
+    if len(features) < cfg.batch_size:
+        raise ConfigError(f"ic: {len(features)} titles is fewer than batch_size {cfg.batch_size}")
     return tokenizer, training.TokenizedDataset(features), stats
 
 
@@ -97,15 +99,7 @@ def make_trainer(cfg, tokenizer, dataset):
 
 def run(cfg):
     """Run IC (SimCSE) with settings `cfg`. Returns the path of `<run_dir>/ic/final`."""
-    if training.already_done(cfg, STAGE):
-        return training.final_dir(cfg, STAGE)
-    tokenizer, dataset, stats = prepare(cfg)
-    if len(dataset) < cfg.batch_size:
-        raise ConfigError(f"ic: {len(dataset)} titles is fewer than batch_size "
-                          f"{cfg.batch_size}")
-    training.save_run_info(cfg, STAGE, stats)
-    trainer, model = make_trainer(cfg, tokenizer, dataset)
-    return training.train_and_save(trainer, model, tokenizer, cfg, STAGE)
+    return training.run_stage(cfg, STAGE, prepare, make_trainer)
 
 
 def main(argv=None):

@@ -103,24 +103,26 @@ def check_backbone(model_dir):
 
 
 def prepare(cfg):
-    """Check inputs, read and tokenise titles. Returns (tokenizer, mask id, dataset, stats)."""
+    """Check inputs, read and tokenise titles. Returns (tokenizer, dataset, stats)."""
     model_dir = training.input_model(cfg, STAGE)
     tokenizer = training.load_tokenizer(model_dir)
-    mask_id = mask_token_id(tokenizer, cfg.mask_token, where=model_dir)
+    mask_token_id(tokenizer, cfg.mask_token, where=model_dir)  # fail before any tokenising
     check_backbone(model_dir)
     titles, stats = load_titles(cfg)
     features = title_features(tokenizer, titles, cfg.max_length)
     lengths = [len(f["input_ids"]) for f in features]
     stats.update(model=model_dir, tokens=sum(lengths), max_length=max(lengths),
                  mean_length=sum(lengths) / len(lengths))
-    return tokenizer, mask_id, training.TokenizedDataset(features), stats
+    return tokenizer, training.TokenizedDataset(features), stats
 
 
-def make_trainer(cfg, tokenizer, mask_id, dataset):
+def make_trainer(cfg, tokenizer, dataset):
     """The bidirectional LM-head model and its Trainer. Returns (trainer, model)."""
     from pretrain.models import load_backbone
 
-    model = load_backbone(training.input_model(cfg, STAGE), bidirectional=True, lm_head=True,
+    model_dir = training.input_model(cfg, STAGE)
+    mask_id = mask_token_id(tokenizer, cfg.mask_token, where=model_dir)
+    model = load_backbone(model_dir, bidirectional=True, lm_head=True,
                           attn_implementation=training.attn_implementation(cfg),
                           torch_dtype=training.model_dtype(cfg))
     model.config.use_cache = False
@@ -135,12 +137,7 @@ def make_trainer(cfg, tokenizer, mask_id, dataset):
 
 def run(cfg):
     """Run MNTP with settings `cfg`. Returns the path of `<run_dir>/mntp/final`."""
-    if training.already_done(cfg, STAGE):
-        return training.final_dir(cfg, STAGE)
-    tokenizer, mask_id, dataset, stats = prepare(cfg)
-    training.save_run_info(cfg, STAGE, stats)
-    trainer, model = make_trainer(cfg, tokenizer, mask_id, dataset)
-    return training.train_and_save(trainer, model, tokenizer, cfg, STAGE)
+    return training.run_stage(cfg, STAGE, prepare, make_trainer)
 
 
 def main(argv=None):

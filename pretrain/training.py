@@ -260,6 +260,18 @@ def train_and_save(trainer, model, tokenizer, cfg, stage):
     return save_final(trainer, model, tokenizer, cfg, stage)
 
 
+def run_stage(cfg, stage, prepare, make_trainer):
+    """A stage's whole run: nothing when `final/` is finished; else `prepare(cfg)` ->
+    (tokenizer, dataset, stats), save settings and statistics, `make_trainer(cfg, tokenizer,
+    dataset)` -> (trainer, model), train (resuming) and save `final/`. Returns its path."""
+    if already_done(cfg, stage):
+        return final_dir(cfg, stage)
+    tokenizer, dataset, stats = prepare(cfg)
+    save_run_info(cfg, stage, stats)
+    trainer, model = make_trainer(cfg, tokenizer, dataset)
+    return train_and_save(trainer, model, tokenizer, cfg, stage)
+
+
 def already_done(cfg, stage):
     """True (and says so) when `final/` exists from a run that reached `cfg.max_steps`."""
     step = finished_step(cfg, stage)
