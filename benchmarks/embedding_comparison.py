@@ -72,16 +72,21 @@ def write_report():
              "`embedding_comparison/`; mean ± sample standard deviation over seeds of the "
              "test metrics (full ranking). Protocol: `benchmarks/configs/seed_comparison.yaml` "
              "over `props/`.", "",
-             "| model | dataset | text_emb | seeds | " + " | ".join(METRICS) + " | mean wall s |",
-             "|---|---|---|---:|" + "---:|" * len(METRICS) + "---:|"]
+             "`epochs` is the mean number of epochs run and, in brackets, the mean best "
+             "(validation) epoch; a run that reached the `epochs` cap may not have converged.", "",
+             "| model | dataset | text_emb | seeds | " + " | ".join(METRICS)
+             + " | epochs (best) | mean wall s |",
+             "|---|---|---|---:|" + "---:|" * len(METRICS) + "---:|---:|"]
     for (model, dataset, emb), runs in sorted(groups.items()):
         cells = []
         for m in METRICS:
             mu, sd = mean_std([r["test"][m] for r in runs])
             cells.append(f"{mu:.4f} ± {sd:.4f}")
         wall = statistics.mean(r["wall_s"] for r in runs)
+        epochs = statistics.mean(r["epochs_run"] for r in runs)
+        best = statistics.mean(1 + r["valid_curve"].index(max(r["valid_curve"])) for r in runs)
         lines.append(f"| {model} | {dataset} | {emb} | {len(runs)} | " + " | ".join(cells)
-                     + f" | {wall:.0f} |")
+                     + f" | {epochs:.0f} ({best:.0f}) | {wall:.0f} |")
     lines += ["", "## Runs", ""]
     lines += [f"- {r['model']} {r['dataset']} {r['text_emb']} seed {r['seed']}: test "
               + ", ".join(f"{m} {r['test'][m]:.4f}" for m in METRICS)
