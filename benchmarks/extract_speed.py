@@ -51,9 +51,11 @@ def record(argv, runs, stamp):
         for r in runs)
     old = open(RESULTS, encoding="utf-8").read() if os.path.isfile(RESULTS) else HEADER
     head, sep, tail = old.partition("\n## Runs\n")
-    notes = (tail if sep else "") + (
+    runs_part, notes_sep, notes = (tail if sep else "").partition("\n## Notes\n")
+    runs_part = runs_part.rstrip("\n") + ("\n" if runs_part.strip() else "") + (
         f"- {stamp}: `python benchmarks/extract_speed.py {shlex.join(argv)}` on {machine()}\n")
-    text = head.rstrip("\n") + "\n" + rows + "\n## Runs\n" + notes
+    text = (head.rstrip("\n") + "\n" + rows + "\n## Runs\n" + runs_part
+            + (notes_sep + notes if notes_sep else ""))
     atomic_write_text(RESULTS, lambda fh: fh.write(text))
 
 
