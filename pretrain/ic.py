@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from pretrain import training
-from pretrain.mntp import check_backbone, load_titles, title_features
+from pretrain.mntp import title_dataset
 from pretrain.stage_config import ConfigError, parse_stage_args
 
 STAGE = "ic"
@@ -65,11 +65,7 @@ def prepare(cfg):
     """Check inputs, read and tokenise titles. Returns (tokenizer, dataset, stats)."""
     model_dir = training.input_model(cfg, STAGE)
     tokenizer = training.load_tokenizer(model_dir)
-    check_backbone(model_dir)
-    titles, stats = load_titles(cfg)
-    features = title_features(tokenizer, titles, cfg.max_length)
-    lengths = [len(f["input_ids"]) for f in features]
-    stats.update(model=model_dir, tokens=sum(lengths), max_length=max(lengths))
+    features, stats = title_dataset(cfg, model_dir, tokenizer)
     if len(features) < cfg.batch_size:
         raise ConfigError(f"ic: {len(features)} titles is fewer than batch_size {cfg.batch_size}")
     return tokenizer, training.TokenizedDataset(features), stats

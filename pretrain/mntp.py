@@ -102,17 +102,24 @@ def check_backbone(model_dir):
     return config
 
 
-def prepare(cfg):
-    """Check inputs, read and tokenise titles. Returns (tokenizer, dataset, stats)."""
-    model_dir = training.input_model(cfg, STAGE)
-    tokenizer = training.load_tokenizer(model_dir)
-    mask_token_id(tokenizer, cfg.mask_token, where=model_dir)  # fail before any tokenising
+def title_dataset(cfg, model_dir, tokenizer):
+    """The data of the title stages (MNTP, IC): check that the backbone has a bidirectional
+    version, then read and tokenise the titles. Returns (features, stats)."""
     check_backbone(model_dir)
     titles, stats = load_titles(cfg)
     features = title_features(tokenizer, titles, cfg.max_length)
     lengths = [len(f["input_ids"]) for f in features]
     stats.update(model=model_dir, tokens=sum(lengths), max_length=max(lengths),
                  mean_length=sum(lengths) / len(lengths))
+    return features, stats
+
+
+def prepare(cfg):
+    """Check inputs, read and tokenise titles. Returns (tokenizer, dataset, stats)."""
+    model_dir = training.input_model(cfg, STAGE)
+    tokenizer = training.load_tokenizer(model_dir)
+    mask_token_id(tokenizer, cfg.mask_token, where=model_dir)  # fail before any tokenising
+    features, stats = title_dataset(cfg, model_dir, tokenizer)
     return tokenizer, training.TokenizedDataset(features), stats
 
 
