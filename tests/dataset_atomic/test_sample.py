@@ -43,5 +43,23 @@ def test_sample_bad_input_leaves_existing_files(tmp_path):
     with pytest.raises(ConvertError, match="already exist; pass --overwrite"):
         convert(src, str(tmp_path / "out"), "G", 6)
     assert _rows(tmp_path / "out/G/G.inter") == before
-    with pytest.raises(ConvertError, match=r"missing/missing.inter: file not found"):
+    with pytest.raises(ConvertError, match=r"missing/missing.inter: source file not found"):
         convert(str(tmp_path / "missing"), str(tmp_path / "out"), "H", 5)
+
+
+def test_sample_names_the_bad_header_or_line(tmp_path):
+    folder = tmp_path / "Odd"
+    folder.mkdir()
+    (folder / "Odd.item").write_text("item_id:token\ttitle:token_seq\ni1\tA\n", encoding="utf-8")
+    inter = folder / "Odd.inter"
+    inter.write_text("user:token\titem_id:token\ttimestamp:float\nu1\ti1\t1\n", encoding="utf-8")
+    with pytest.raises(ConvertError, match=r"Odd.inter:1: header lacks fields \['user_id'\]"):
+        convert(str(folder), str(tmp_path / "out"), "O", 1)
+    inter.write_text("user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t1\nu2\n",
+                     encoding="utf-8")
+    with pytest.raises(ConvertError, match=r"Odd.inter:3: expected 3 tab-separated fields, got 1: 'u2'"):
+        convert(str(folder), str(tmp_path / "out"), "O", 1)
+    inter.write_text("", encoding="utf-8")
+    with pytest.raises(ConvertError, match=r"Odd.inter: empty or not UTF-8"):
+        convert(str(folder), str(tmp_path / "out"), "O", 1)
+    assert not (tmp_path / "out").exists()  # nothing written for bad input
