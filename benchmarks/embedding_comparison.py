@@ -15,16 +15,14 @@ import argparse
 import glob
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
 import time
 
-import torch
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from machine import machine  # noqa: E402
 from recbole_llm2rec.feat import atomic_write_text  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
@@ -51,8 +49,7 @@ def run_one(model, dataset, text_emb, seed, data_path, overrides):
         "valid_curve": valid_curve,
         "wall_s": round(time.time() - start, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-                   f"with {torch.get_num_threads()} threads",
+        "machine": machine(),
         "command": "python benchmarks/embedding_comparison.py " + shlex.join(sys.argv[1:]),
     }
 
@@ -107,6 +104,9 @@ def main(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra RecBole setting (repeatable), e.g. --set epochs=20")
     args = p.parse_args(argv)
+    for kv in args.set:
+        if "=" not in kv or kv.startswith("="):
+            p.error(f"--set needs KEY=VALUE, got {kv!r}")
     if not args.report:
         from recbole_llm2rec.quick_start import parse_overrides
 
@@ -129,4 +129,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as err:  # bad input: one clear line, no traceback
+        sys.exit(f"embedding_comparison.py: error: {err}")

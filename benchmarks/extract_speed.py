@@ -8,14 +8,12 @@ appends a table row (items, tokens, embedding seconds, tokens/s, items/s) and th
 on as soon as each dataset is done, so a long run that is stopped keeps its finished figures.
 """
 import os
-import platform
 import shlex
 import sys
 import time
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from machine import machine  # noqa: E402
 from pretrain.extract import main  # noqa: E402
 from recbole_llm2rec.feat import atomic_write_text  # noqa: E402
 
@@ -29,15 +27,6 @@ tokens without padding.
 | date (UTC) | model | dataset | attention / pooling | device, dtype | batch | items | tokens | seconds | tokens/s | items/s |
 |---|---|---|---|---|---:|---:|---:|---:|---:|---:|
 """
-
-
-def machine():
-    """One line describing the hardware the figures come from."""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
-            f"with {torch.get_num_threads()} threads, {gpu}; 1-min load average at the end: "
-            f"{load:.1f}")
 
 
 def record(argv, runs, stamp):
@@ -61,6 +50,8 @@ def record(argv, runs, stamp):
 
 def main_benchmark(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if "--dataset" not in argv:  # --help, or no dataset: pretrain.extract's parser answers
+        return main(argv)
     at = argv.index("--dataset") + 1
     end = next((i for i in range(at, len(argv)) if argv[i].startswith("--")), len(argv))
     runs = []
