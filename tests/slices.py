@@ -1,17 +1,13 @@
-"""Small real datasets for the stage tests: the first users of a `../shared/data` dataset."""
+"""Small real datasets for tests: the first users of a committed slice in `tests/fixtures/`."""
 import os
 
-import pytest
-
-SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
 
 def write_slice(out_dir, dataset, n_users):
     """Copy the first `n_users` users of `dataset` (and their items) into `out_dir/<dataset>/`.
-    Skips the test when the shared data is absent. Returns `out_dir`."""
-    src = os.path.join(SHARED, dataset)
-    if not os.path.isdir(src):
-        pytest.skip(f"shared dataset {dataset} not available")
+    `dataset` is one of the committed slices (Games: 500 users, Beauty: 300). Returns `out_dir`."""
+    src = os.path.join(FIXTURES, dataset)
     dst = os.path.join(out_dir, dataset)
     os.makedirs(dst, exist_ok=True)
     users, items = [], set()
