@@ -4,10 +4,11 @@ import os
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
 
-def write_slice(out_dir, dataset, n_users):
+def write_slice(out_dir, dataset, n_users, source=FIXTURES):
     """Copy the first `n_users` users of `dataset` (and their items) into `out_dir/<dataset>/`.
-    `dataset` is one of the committed slices (Games: 500 users, Beauty: 300). Returns `out_dir`."""
-    src = os.path.join(FIXTURES, dataset)
+    `dataset` is one of the committed slices (Games: 500 users, Beauty: 300) unless `source`
+    names another folder of datasets. Returns `out_dir`."""
+    src = os.path.join(source, dataset)
     dst = os.path.join(out_dir, dataset)
     os.makedirs(dst, exist_ok=True)
     users, items = [], set()

@@ -13,7 +13,7 @@ from pretrain.extract import (ModelError, embed_texts, ensure_feat, load_encoder
                               package_folder, pool)
 from pretrain.models import BackboneError
 from recbole_llm2rec.feat import FeatError, read_feat
-from slices import SHARED, write_slice
+from slices import FIXTURES, write_slice
 
 
 
@@ -101,9 +101,9 @@ def test_minilm_on_real_titles(tmp_path):
     alone, _ = embed_texts(model, tok, item_titles(data, "Games")[1][:3], batch_size=1)
     assert np.allclose(emb[:3], alone, atol=1e-4)
     # A trained sentence encoder: two Zelda titles are closer than a Zelda title and a microphone.
-    every = dict(zip(*read_item_titles(os.path.join(SHARED, "Games", "Games.item"))))
-    a, b, c = embed_texts(model, tok, [every["i103"], every["i155"], every["i105"]])[0]
-    assert "Zelda" in every["i103"] and "Zelda" in every["i155"] and "Microphone" in every["i105"]
+    every = dict(zip(*read_item_titles(os.path.join(FIXTURES, "Games", "Games.item"))))
+    a, b, c = embed_texts(model, tok, [every["i103"], every["i155"], every["i8107"]])[0]
+    assert "Zelda" in every["i103"] and "Zelda" in every["i155"] and "Microphone" in every["i8107"]
     cos = lambda x, y: float(x @ y / np.linalg.norm(x) / np.linalg.norm(y))  # noqa: E731
     assert cos(a, b) > cos(a, c) + 0.1
     assert ensure_feat(data, "Games", "minilm") == path  # second call reuses the file

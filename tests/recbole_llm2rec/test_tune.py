@@ -77,9 +77,7 @@ def ml100k_head(tmp_path_factory):
 
     full = tmp_path_factory.mktemp("full")
     ml100k.convert(str(full))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(slices, "SHARED", str(full))
-        return slices.write_slice(str(tmp_path_factory.mktemp("data")), "ml-100k", 120)
+    return slices.write_slice(str(tmp_path_factory.mktemp("data")), "ml-100k", 120, source=str(full))
 
 
 TINY = ["--epochs=1", "--n_layers=1", "--n_heads=4", "--inner_size=32",
