@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from pretrain.common import DataError, dataset_file, read_item_titles
+from pretrain.provenance import fingerprint
 from recbole_llm2rec.feat import FeatError, feat_path, write_feat
 
 DEFAULT_EMBEDDER = "minilm"
@@ -92,6 +93,8 @@ def load_encoder(model, attention=None, dtype="auto", device=None, attn_implemen
     tokenizer.padding_side = "right"  # real tokens keep positions 0..n-1, as when alone
     config = AutoConfig.from_pretrained(path)
     info = dict(backbone=model, model_type=config.model_type, dtype=dtype)
+    if os.path.isdir(path):  # content of the weights, so a pipeline rerun sees them change
+        info["model_fingerprint"] = fingerprint(path)
     if is_decoder_only(config):
         attention = attention or "bidirectional"
         attn_implementation = attn_implementation or default_attn_implementation()
