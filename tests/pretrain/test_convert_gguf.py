@@ -80,12 +80,23 @@ def tiny_model(folder):
     return model, AutoTokenizer.from_pretrained(folder)
 
 
+def distinct_values(model):
+    """Give every tensor its own random values (norm weights start all ones and biases all
+    zeros: a swapped mapping between them would go unseen). Returns `model`."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=gen) * 0.1 + 1)
+    return model
+
+
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_round_trip_is_exact(tmp_path, make_tiny_model, arch):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     # Untied head and Qwen2's q/k/v biases: every kind of tensor is mapped.
     original, tok = tiny_model(make_tiny_model(arch, tie_word_embeddings=False))
+    distinct_values(original)
     src = write_gguf(tmp_path / "tiny.gguf", original, tok)
     out = main(["--gguf", src, "--out", str(tmp_path / "hf")])
     config = AutoConfig.from_pretrained(out)
@@ -96,7 +107,11 @@ def test_round_trip_is_exact(tmp_path, make_tiny_model, arch):
     converted = AutoModelForCausalLM.from_pretrained(out).eval()
     want, got = original.state_dict(), converted.state_dict()
     assert set(want) == set(got)
-    assert all(torch.equal(want[k], got[k]) for k in want)
+    # Each converted tensor equals its own source, and only that one (values are all distinct).
+    for name in want:
+        matches = [k for k in want if want[k].shape == got[name].shape
+                   and torch.equal(want[k], got[name])]
+        assert matches == [name], (name, matches)
     if arch == "qwen2":
         assert "model.layers.0.self_attn.q_proj.bias" in want
     ids = tok(["The Legend of Zelda: Breath of the Wild"], return_tensors="pt").input_ids
