@@ -8,8 +8,7 @@ import torch
 
 gguf = pytest.importorskip("gguf")
 
-from pretrain.convert_gguf import (BLOCK_TENSORS, TOP_TENSORS, GGUFError,  # noqa: E402
-                                   convert, main, unpermute_rope)
+from pretrain.convert_gguf import GGUFError, convert, main, unpermute_rope  # noqa: E402
 
 TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['content'] }}{% endfor %}"
 
@@ -21,15 +20,11 @@ def llama_cpp_permute(weight, n_head):
             .swapaxes(1, 2).reshape(weight.shape))
 
 
-def gguf_name(hf_name):
-    """The gguf tensor name of an HF parameter name (inverse of the converter's tables)."""
-    inverse = {v: k for k, v in {**BLOCK_TENSORS, **TOP_TENSORS}.items()}
-    if hf_name.startswith("model.layers."):
-        layer, rest = hf_name[len("model.layers."):].split(".", 1)
-        part, kind = rest.rsplit(".", 1)
-        return f"blk.{layer}.{inverse[part]}.{kind}"
-    part, kind = hf_name.rsplit(".", 1)
-    return f"{inverse[part]}.{kind}"
+def gguf_name(hf_name, arch, n_layers):
+    """The gguf tensor name of an HF parameter name, from llama.cpp's own name map (the gguf
+    package's `TensorNameMap`), not from the converter's tables: a swap there shows."""
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], n_layers)
+    return names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
 
 
 def write_gguf(path, model, tokenizer, pre="gpt-2"):
@@ -64,7 +59,7 @@ def write_gguf(path, model, tokenizer, pre="gpt-2"):
             array = llama_cpp_permute(array, cfg.num_attention_heads)
         elif arch == "llama" and ".k_proj." in name:
             array = llama_cpp_permute(array, cfg.num_key_value_heads)
-        writer.add_tensor(gguf_name(name), array)
+        writer.add_tensor(gguf_name(name, arch, cfg.num_hidden_layers), array)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
