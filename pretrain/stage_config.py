@@ -236,6 +236,12 @@ def build(cls, settings):
     return cfg
 
 
+def _check(cfg, name, ok, rule):
+    """ConfigError naming setting `name` and its value unless `ok`."""
+    if not ok:
+        raise ConfigError(f"must be {rule}", field=name, value=getattr(cfg, name))
+
+
 def validate(cfg):
     """Raise ConfigError on settings that cannot work, before anything is loaded."""
     if not cfg.run_dir:
@@ -244,23 +250,20 @@ def validate(cfg):
         raise ConfigError("no training datasets: pass --datasets NAME [NAME ...]")
     for name in ("max_steps", "batch_size", "micro_batch_size", "max_length", "save_steps",
                  "logging_steps"):
-        if getattr(cfg, name) <= 0:
-            raise ConfigError(f"setting {name!r} must be positive, got {getattr(cfg, name)}")
+        _check(cfg, name, getattr(cfg, name) > 0, "positive")
     if cfg.batch_size % cfg.micro_batch_size:
         raise ConfigError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size "
-                          f"{cfg.micro_batch_size}")
-    if cfg.bf16 not in ("auto", "true", "false"):
-        raise ConfigError(f"setting 'bf16' must be auto, true or false, got {cfg.bf16!r}")
-    if cfg.attn_implementation not in ("auto", "eager", "sdpa", "flash_attention_2"):
-        raise ConfigError(f"setting 'attn_implementation' must be auto, eager, sdpa or "
-                          f"flash_attention_2, got {cfg.attn_implementation!r}")
-    if hasattr(cfg, "mlm_probability") and not 0 < cfg.mlm_probability < 1:
-        raise ConfigError(f"setting 'mlm_probability' must be in (0, 1), got {cfg.mlm_probability}")
-    if hasattr(cfg, "temperature") and not cfg.temperature > 0:
-        raise ConfigError(f"setting 'temperature' must be positive, got {cfg.temperature}")
-    if hasattr(cfg, "attention_dropout") and not 0 <= cfg.attention_dropout < 1:
-        raise ConfigError(f"setting 'attention_dropout' must be in [0, 1), got "
-                          f"{cfg.attention_dropout}")
+                          f"{cfg.micro_batch_size}", field="batch_size", value=cfg.batch_size)
+    _check(cfg, "bf16", cfg.bf16 in ("auto", "true", "false"), "auto, true or false")
+    _check(cfg, "attn_implementation",
+           cfg.attn_implementation in ("auto", "eager", "sdpa", "flash_attention_2"),
+           "auto, eager, sdpa or flash_attention_2")
+    if hasattr(cfg, "mlm_probability"):
+        _check(cfg, "mlm_probability", 0 < cfg.mlm_probability < 1, "in (0, 1)")
+    if hasattr(cfg, "temperature"):
+        _check(cfg, "temperature", cfg.temperature > 0, "positive")
+    if hasattr(cfg, "attention_dropout"):
+        _check(cfg, "attention_dropout", 0 <= cfg.attention_dropout < 1, "in [0, 1)")
 
 
 def parse_stage_args(stage, argv=None):
