@@ -19,7 +19,6 @@ import torch
 from tqdm import tqdm
 
 from pretrain.common import DataError, dataset_file, read_item_titles
-from pretrain.provenance import fingerprint
 from recbole_llm2rec.feat import FeatError, feat_path, write_feat
 
 DEFAULT_EMBEDDER = "minilm"
@@ -80,6 +79,7 @@ def load_encoder(model, attention=None, dtype="auto", device=None, attn_implemen
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from pretrain.models import default_attn_implementation, load_backbone
+    from pretrain.provenance import fingerprint
 
     path = resolve_model(model)
     device = device or default_device()
