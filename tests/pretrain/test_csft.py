@@ -116,6 +116,23 @@ def test_loss_goes_down_and_a_resumed_run_equals_an_uninterrupted_one(
     assert os.path.getmtime(run / "csft" / "final" / "model.safetensors") == mtime
 
 
+def test_an_interrupted_run_with_other_settings_starts_over(tiny_qwen2_dir, games, tmp_path,
+                                                            capsys):
+    import glob
+
+    run = tmp_path / "run"
+    args = run_args(tiny_qwen2_dir, run, games, "--max_steps", "2", "--save_steps", "1")
+    csft.main(args)
+    shutil.rmtree(run / "csft" / "final")  # interrupted after its last checkpoint
+    capsys.readouterr()
+    csft.main([*args, "--learning_rate", "1e-3"])
+    out = capsys.readouterr().out
+    assert "[csft] redoing: learning_rate 0.003 -> 0.001;" in out and "resuming" not in out
+    old, = glob.glob(str(run / "csft.old-*"))
+    assert sorted(os.listdir(old))[:2] == ["checkpoint-1", "checkpoint-2"]
+    assert logged_losses(run)[0] == 2
+
+
 def test_lora_run_saves_a_merged_model(tiny_llama_dir, games, tmp_path):
     from transformers import AutoModelForCausalLM
 
