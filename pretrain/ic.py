@@ -68,7 +68,8 @@ def prepare(cfg):
     tokenizer = training.load_tokenizer(model_dir)
     features, stats = title_dataset(cfg, model_dir, tokenizer)
     if len(features) < cfg.batch_size:
-        raise ConfigError(f"ic: {len(features)} titles is fewer than batch_size {cfg.batch_size}")
+        raise ConfigError(f"ic: more than the {len(features)} titles", field="batch_size",
+                          value=cfg.batch_size)
     return tokenizer, training.TokenizedDataset(features), stats
 
 

@@ -23,8 +23,9 @@ def mask_token_id(tokenizer, mask_token, where="tokenizer"):
     """Id of `mask_token`, which must already be one vocabulary entry; ConfigError if not."""
     token_id = tokenizer.convert_tokens_to_ids(mask_token)
     if token_id is None or (token_id == tokenizer.unk_token_id and mask_token != tokenizer.unk_token):
-        raise ConfigError(f"{where}: mask token {mask_token!r} is not in the vocabulary; set "
-                          f"mask_token to an existing token (e.g. '_' for Qwen2)")
+        raise ConfigError("this mask token is not in the vocabulary; set mask_token to an "
+                          "existing token (e.g. '_' for Qwen2)", path=where, field="mask_token",
+                          value=mask_token)
     return token_id
 
 

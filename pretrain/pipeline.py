@@ -49,7 +49,8 @@ def extract_argv(raw, model, datasets=None, overwrite=False):
     datasets = datasets or section.pop("datasets", None)
     section.pop("datasets", None)
     if not datasets or not section.get("name"):
-        raise ConfigError("section 'extract' needs 'datasets' (list) and 'name' (e.g. llm2rec)")
+        raise ConfigError("needs 'datasets' (list) and 'name' (e.g. llm2rec)", field="extract",
+                          value=raw.get("extract"))
     section.setdefault("data_path", raw.get("data_path", "dataset/"))
     if overwrite:
         section["overwrite"] = True

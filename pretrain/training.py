@@ -135,11 +135,11 @@ def load_tokenizer(path):
     check_model_folder(path)
     if not any(os.path.isfile(os.path.join(path, f)) for f in
                ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")):
-        raise ConfigError(f"{path}: model folder has no tokenizer (tokenizer.json or "
-                          f"tokenizer_config.json); save the tokenizer beside the weights")
+        raise ConfigError("model folder has no tokenizer (tokenizer.json or "
+                          "tokenizer_config.json); save the tokenizer beside the weights", path=path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.eos_token_id is None:
-        raise ConfigError(f"{path}: tokenizer has no EOS token")
+        raise ConfigError("tokenizer has no EOS token", path=path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -170,8 +170,8 @@ def accumulation_steps(cfg):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     per_step = cfg.micro_batch_size * world
     if cfg.batch_size % per_step:
-        raise ConfigError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size "
-                          f"{cfg.micro_batch_size} x {world} processes")
+        raise ConfigError(f"not a multiple of micro_batch_size {cfg.micro_batch_size} x "
+                          f"{world} processes", field="batch_size", value=cfg.batch_size)
     return cfg.batch_size // per_step
 
 

@@ -36,8 +36,9 @@ def bidirectional_classes(config, where="model"):
     classes = BIDIRECTIONAL.get(type(config))
     if classes is None:
         raise BackboneError(
-            f"{where}: no bidirectional version of architecture {config.model_type!r}; "
-            f"supported: {', '.join(supported_architectures())} (or use causal attention)")
+            f"no bidirectional version of architecture {config.model_type!r}; "
+            f"supported: {', '.join(supported_architectures())} (or use causal attention)",
+            path=where)
     return classes
 
 

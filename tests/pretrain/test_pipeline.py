@@ -90,7 +90,7 @@ def test_bad_settings_fail_before_any_stage(tiny_qwen2_dir, data, tmp_path):
         pipeline.run(dict(raw, sed=3))
     with pytest.raises(ConfigError, match="unknown setting 'max_step' for MNTPConfig"):
         pipeline.run(apply_overrides(raw, ["--mntp.max_step=3"]))
-    with pytest.raises(ConfigError, match="mask token '<mask>' is not in the vocabulary"):
+    with pytest.raises(ConfigError, match="mask_token' = '<mask>': this mask token is not in"):
         pipeline.run(apply_overrides(raw, ["--mntp.mask_token=<mask>"]))
     with pytest.raises(ValueError, match="Toys.item: item file not found"):
         pipeline.run(apply_overrides(raw, ["--extract.datasets=[Games, Toys]"]))
