@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from pretrain import training
 from pretrain.sequences import csft_examples
 from pretrain.stage_config import parse_stage_args
+from recbole_llm2rec.errors import cli_main
 
 STAGE = "csft"
 IGNORE = -100
@@ -89,13 +90,7 @@ def make_trainer(cfg, tokenizer, dataset):
     model = AutoModelForCausalLM.from_pretrained(
         training.input_model(cfg, STAGE), torch_dtype=training.model_dtype(cfg),
         attn_implementation=training.attn_implementation(cfg))
-    model.config.use_cache = False
-    model = training.apply_lora(model, cfg)
-    trainer_class = training.stage_trainer_class()
-    trainer = trainer_class(model=model, args=training.training_arguments(cfg, STAGE),
-                            train_dataset=dataset, data_collator=collator(tokenizer),
-                            tokenizer=tokenizer)
-    return trainer, model
+    return training.make_trainer(cfg, STAGE, model, tokenizer, dataset, collator(tokenizer))
 
 
 def run(cfg):
@@ -109,4 +104,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    training.run_cli(main)
+    cli_main(main, "python -m pretrain.csft")

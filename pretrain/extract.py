@@ -79,6 +79,7 @@ def load_encoder(model, attention=None, dtype="auto", device=None, attn_implemen
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from pretrain.models import default_attn_implementation, load_backbone
+    from pretrain.provenance import fingerprint
 
     path = resolve_model(model)
     device = device or default_device()
@@ -92,6 +93,8 @@ def load_encoder(model, attention=None, dtype="auto", device=None, attn_implemen
     tokenizer.padding_side = "right"  # real tokens keep positions 0..n-1, as when alone
     config = AutoConfig.from_pretrained(path)
     info = dict(backbone=model, model_type=config.model_type, dtype=dtype)
+    if os.path.isdir(path):  # content of the weights, so a pipeline rerun sees them change
+        info["model_fingerprint"] = fingerprint(path)
     if is_decoder_only(config):
         attention = attention or "bidirectional"
         attn_implementation = attn_implementation or default_attn_implementation()

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from pretrain import training
 from pretrain.mntp import title_dataset
 from pretrain.stage_config import ConfigError, parse_stage_args
+from recbole_llm2rec.errors import cli_main
 
 STAGE = "ic"
 
@@ -67,7 +68,8 @@ def prepare(cfg):
     tokenizer = training.load_tokenizer(model_dir)
     features, stats = title_dataset(cfg, model_dir, tokenizer)
     if len(features) < cfg.batch_size:
-        raise ConfigError(f"ic: {len(features)} titles is fewer than batch_size {cfg.batch_size}")
+        raise ConfigError(f"ic: more than the {len(features)} titles", field="batch_size",
+                          value=cfg.batch_size)
     return tokenizer, training.TokenizedDataset(features), stats
 
 
@@ -82,13 +84,10 @@ def make_trainer(cfg, tokenizer, dataset):
                           torch_dtype=training.model_dtype(cfg),
                           # attention-probability dropout: Qwen2's only dropout (Llama's too)
                           config_overrides={"attention_dropout": cfg.attention_dropout})
-    model.config.use_cache = False
-    model = training.apply_lora(model, cfg)
-    # Equal batches on every process, for the gathered negatives.
-    args = training.training_arguments(cfg, STAGE, dataloader_drop_last=True)
-    trainer = make_trainer_class()(
-        model=model, args=args, train_dataset=dataset, tokenizer=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8))
+    trainer, model = training.make_trainer(
+        cfg, STAGE, model, tokenizer, dataset,
+        DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8), make_trainer_class(),
+        dataloader_drop_last=True)  # equal batches on every process, for the gathered negatives
     trainer.temperature = cfg.temperature
     return trainer, model
 
@@ -104,4 +103,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    training.run_cli(main)
+    cli_main(main, "python -m pretrain.ic")

@@ -13,6 +13,7 @@ import torch
 from pretrain import training
 from pretrain.sequences import training_titles
 from pretrain.stage_config import ConfigError, parse_stage_args
+from recbole_llm2rec.errors import cli_main
 
 STAGE = "mntp"
 IGNORE = -100
@@ -22,8 +23,9 @@ def mask_token_id(tokenizer, mask_token, where="tokenizer"):
     """Id of `mask_token`, which must already be one vocabulary entry; ConfigError if not."""
     token_id = tokenizer.convert_tokens_to_ids(mask_token)
     if token_id is None or (token_id == tokenizer.unk_token_id and mask_token != tokenizer.unk_token):
-        raise ConfigError(f"{where}: mask token {mask_token!r} is not in the vocabulary; set "
-                          f"mask_token to an existing token (e.g. '_' for Qwen2)")
+        raise ConfigError("this mask token is not in the vocabulary; set mask_token to an "
+                          "existing token (e.g. '_' for Qwen2)", path=where, field="mask_token",
+                          value=mask_token)
     return token_id
 
 
@@ -132,14 +134,8 @@ def make_trainer(cfg, tokenizer, dataset):
     model = load_backbone(model_dir, bidirectional=True, lm_head=True,
                           attn_implementation=training.attn_implementation(cfg),
                           torch_dtype=training.model_dtype(cfg))
-    model.config.use_cache = False
-    model = training.apply_lora(model, cfg)
-    collate = MNTPCollator(tokenizer, mask_id, cfg.mlm_probability)
-    trainer_class = training.stage_trainer_class()
-    trainer = trainer_class(model=model, args=training.training_arguments(cfg, STAGE),
-                            train_dataset=dataset, data_collator=collate,
-                            tokenizer=tokenizer)
-    return trainer, model
+    return training.make_trainer(cfg, STAGE, model, tokenizer, dataset,
+                                 MNTPCollator(tokenizer, mask_id, cfg.mlm_probability))
 
 
 def run(cfg):
@@ -153,4 +149,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    training.run_cli(main)
+    cli_main(main, "python -m pretrain.mntp")

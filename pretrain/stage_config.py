@@ -1,22 +1,24 @@
-"""Settings of the pre-training stages: dataclasses filled from yaml, then the command line.
+"""Settings of the pre-training stages, and the one registry of stages (`STAGES`).
 
 Each stage (`csft`, `mntp`, `ic`) has a dataclass of settings. A stage command reads
 `--config <yaml>` (top-level shared keys plus the stage's own section), then every field as
-`--<field> value`. The pipeline applies dotted overrides (`--csft.max_steps=200`) to the yaml.
+`--<field> value`. The pipeline applies dotted overrides (`--csft.max_steps=200`) to the yaml
+and runs the stages its `stages` list names, each starting from the previous one's `final/`.
 """
 import argparse
 import dataclasses
+import importlib
 import os
 import typing
 from dataclasses import dataclass, field
 
 import yaml
 
-STAGES = ("csft", "mntp", "ic")
+from recbole_llm2rec.errors import InputError
 
 
-class ConfigError(ValueError):
-    """A setting is missing, unknown, or has a bad value."""
+class ConfigError(InputError):
+    """A setting is missing, unknown, or has a bad value (file, line, field, value when known)."""
 
 
 @dataclass
@@ -88,7 +90,62 @@ class ICConfig(StageConfig):
     group_by_length: bool = False  # (bool) False: random batches give harder in-batch negatives
 
 
-STAGE_CONFIGS = {"csft": CSFTConfig, "mntp": MNTPConfig, "ic": ICConfig}
+@dataclass(frozen=True)
+class Stage:
+    """A training stage: its settings class, the module whose `run(cfg)` trains it, and the stage
+    whose `final/` it starts from when run on its own (None: the backbone, `--model`)."""
+
+    config: type
+    module: str
+    previous: str = None
+
+    def run(self, cfg):
+        """Train with settings `cfg` (module imported here: HF imports). Returns `final/`'s path."""
+        return importlib.import_module(self.module).run(cfg)
+
+
+# The one registry of training stages. A new stage (e.g. LLMEmb's SCFT) is a module with
+# `run(cfg)`, a settings class and one entry here; a pipeline yaml lists the stages it runs.
+STAGES = {
+    "csft": Stage(CSFTConfig, "pretrain.csft"),
+    "mntp": Stage(MNTPConfig, "pretrain.mntp", previous="csft"),
+    "ic": Stage(ICConfig, "pretrain.ic", previous="mntp"),
+}
+DEFAULT_PIPELINE = ["csft", "mntp", "ic"]  # LLM2Rec; LLM2Vec is [mntp, ic]
+
+# Settings that cannot change what a stage produces: where things are (the input model and
+# data are fingerprinted by content instead), how often it saves or logs, and how the same
+# computation is carried out. Every other setting is part of a stage's provenance.
+NOT_RESULT = ("run_dir", "model", "data_path", "save_steps", "save_total_limit", "logging_steps",
+              "report_to", "dataloader_num_workers", "gradient_checkpointing",
+              "attn_implementation")
+
+
+def result_settings(cfg):
+    """The settings of `cfg` that can change the stage's output. Returns a dict."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_RESULT}
+
+
+def final_path(run_dir, stage):
+    """Folder of a stage's finished model: `<run_dir>/<stage>/final`."""
+    return os.path.join(run_dir, stage, "final")
+
+
+def pipeline_stages(raw):
+    """The stages a pipeline dict runs, in order (`stages`, default csft, mntp, ic).
+    ConfigError naming an unknown or repeated stage."""
+    names = raw.get("stages", DEFAULT_PIPELINE)
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not names:
+        raise ConfigError("expected a non-empty list of stage names", field="stages", value=names)
+    for name in names:
+        if name not in STAGES:
+            raise ConfigError(f"unknown stage (known: {', '.join(STAGES)})", field="stages",
+                              value=name)
+    if len(set(names)) != len(names):
+        raise ConfigError("a stage is listed twice", field="stages", value=names)
+    return list(names)
 
 
 def _type_of(cls, name):
@@ -101,7 +158,7 @@ def coerce(cls, name, value):
     names = {f.name for f in dataclasses.fields(cls)}
     if name not in names:
         raise ConfigError(f"unknown setting {name!r} for {cls.__name__} "
-                          f"(known: {', '.join(sorted(names))})")
+                          f"(known: {', '.join(sorted(names))})", field=name)
     kind = _type_of(cls, name)
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
         return None
@@ -124,32 +181,50 @@ def coerce(cls, name, value):
             return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
         return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"setting {name!r}: {value!r} is not a valid "
-                          f"{getattr(kind, '__name__', str(kind))}") from None
+        raise ConfigError(f"not a valid {getattr(kind, '__name__', str(kind))}", field=name,
+                          value=value) from None
 
 
 def read_yaml(path):
-    """The yaml file at `path` as a dict; ConfigError if missing or not a mapping."""
+    """The yaml file at `path` as a dict; ConfigError naming the file (and line) if it is
+    missing, not UTF-8, not yaml, or not a mapping."""
     if not os.path.isfile(path):
-        raise ConfigError(f"{path}: config file not found")
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+        raise ConfigError("config file not found", path=path)
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not UTF-8 text (byte {raw[err.start]:#04x})", path=path,
+                          line=raw[:err.start].count(b"\n") + 1) from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise ConfigError(f"not valid yaml: {getattr(err, 'problem', None) or err}", path=path,
+                          line=mark.line + 1 if mark else None) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+        raise ConfigError(f"expected a mapping of settings, got {type(data).__name__}", path=path)
     return data
 
 
 def stage_settings(raw, stage):
-    """Flatten a pipeline dict for `stage`: shared top-level keys, then the stage's section."""
+    """Flatten a pipeline dict for `stage`: shared top-level keys, the model it starts from
+    (`backbone` for the first stage of `stages`, else the previous listed stage's `final/`;
+    for a stage not listed, its registry default), then the stage's section."""
     shared = {k: v for k, v in raw.items() if not isinstance(v, dict)}
     section = raw.get(stage) or {}
     if not isinstance(section, dict):
-        raise ConfigError(f"section {stage!r} must be a mapping, got {section!r}")
-    cls = STAGE_CONFIGS[stage]
-    names = {f.name for f in dataclasses.fields(cls)}
+        raise ConfigError("a stage's section must be a mapping", field=stage, value=section)
+    names = {f.name for f in dataclasses.fields(STAGES[stage].config)}
     out = {k: v for k, v in shared.items() if k in names}
-    if "backbone" in shared and stage == "csft":
-        out["model"] = shared["backbone"]
+    order = pipeline_stages(raw)
+    previous = order[order.index(stage) - 1] if stage in order[1:] else \
+        None if stage in order else STAGES[stage].previous
+    if previous is None:
+        out["model"] = raw.get("backbone")
+    elif raw.get("run_dir"):
+        out["model"] = final_path(str(raw["run_dir"]), previous)
     out.update(section)
     return out
 
@@ -161,6 +236,12 @@ def build(cls, settings):
     return cfg
 
 
+def _check(cfg, name, ok, rule):
+    """ConfigError naming setting `name` and its value unless `ok`."""
+    if not ok:
+        raise ConfigError(f"must be {rule}", field=name, value=getattr(cfg, name))
+
+
 def validate(cfg):
     """Raise ConfigError on settings that cannot work, before anything is loaded."""
     if not cfg.run_dir:
@@ -169,28 +250,25 @@ def validate(cfg):
         raise ConfigError("no training datasets: pass --datasets NAME [NAME ...]")
     for name in ("max_steps", "batch_size", "micro_batch_size", "max_length", "save_steps",
                  "logging_steps"):
-        if getattr(cfg, name) <= 0:
-            raise ConfigError(f"setting {name!r} must be positive, got {getattr(cfg, name)}")
+        _check(cfg, name, getattr(cfg, name) > 0, "positive")
     if cfg.batch_size % cfg.micro_batch_size:
         raise ConfigError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size "
-                          f"{cfg.micro_batch_size}")
-    if cfg.bf16 not in ("auto", "true", "false"):
-        raise ConfigError(f"setting 'bf16' must be auto, true or false, got {cfg.bf16!r}")
-    if cfg.attn_implementation not in ("auto", "eager", "sdpa", "flash_attention_2"):
-        raise ConfigError(f"setting 'attn_implementation' must be auto, eager, sdpa or "
-                          f"flash_attention_2, got {cfg.attn_implementation!r}")
-    if hasattr(cfg, "mlm_probability") and not 0 < cfg.mlm_probability < 1:
-        raise ConfigError(f"setting 'mlm_probability' must be in (0, 1), got {cfg.mlm_probability}")
-    if hasattr(cfg, "temperature") and not cfg.temperature > 0:
-        raise ConfigError(f"setting 'temperature' must be positive, got {cfg.temperature}")
-    if hasattr(cfg, "attention_dropout") and not 0 <= cfg.attention_dropout < 1:
-        raise ConfigError(f"setting 'attention_dropout' must be in [0, 1), got "
-                          f"{cfg.attention_dropout}")
+                          f"{cfg.micro_batch_size}", field="batch_size", value=cfg.batch_size)
+    _check(cfg, "bf16", cfg.bf16 in ("auto", "true", "false"), "auto, true or false")
+    _check(cfg, "attn_implementation",
+           cfg.attn_implementation in ("auto", "eager", "sdpa", "flash_attention_2"),
+           "auto, eager, sdpa or flash_attention_2")
+    if hasattr(cfg, "mlm_probability"):
+        _check(cfg, "mlm_probability", 0 < cfg.mlm_probability < 1, "in (0, 1)")
+    if hasattr(cfg, "temperature"):
+        _check(cfg, "temperature", cfg.temperature > 0, "positive")
+    if hasattr(cfg, "attention_dropout"):
+        _check(cfg, "attention_dropout", 0 <= cfg.attention_dropout < 1, "in [0, 1)")
 
 
 def parse_stage_args(stage, argv=None):
     """The settings of `stage` from `--config <yaml>` and `--<field> value` options."""
-    cls = STAGE_CONFIGS[stage]
+    cls = STAGES[stage].config
     parser = argparse.ArgumentParser(prog=f"python -m pretrain.{stage}", description=cls.__doc__)
     parser.add_argument("--config", help="pipeline yaml: shared keys plus the stage's section")
     for f in dataclasses.fields(cls):
@@ -218,25 +296,33 @@ def apply_overrides(raw, overrides):
     while i < len(overrides):
         arg = overrides[i]
         if not arg.startswith("--"):
-            raise ConfigError(f"unexpected argument {arg!r}: use --key=value or --section.key=value")
+            raise ConfigError("unexpected argument: use --key=value or --section.key=value",
+                              value=arg)
         if "=" in arg:
             key, value = arg[2:].split("=", 1)
         elif i + 1 < len(overrides) and not overrides[i + 1].startswith("--"):
             key, value = arg[2:], overrides[i + 1]
             i += 1
         else:
-            raise ConfigError(f"override {arg!r} has no value")
+            raise ConfigError("override has no value", field=arg[2:])
         items.append((key, value))
         i += 1
     for key, value in items:
         parts = key.split(".")
-        if len(parts) > 2:
-            raise ConfigError(f"override {key!r}: use key or section.key")
-        parsed = yaml.safe_load(value) if value != "" else ""
+        if len(parts) > 2 or not all(parts):
+            raise ConfigError("override: use --key=value or --section.key=value", field=key,
+                              value=value)
+        try:
+            parsed = yaml.safe_load(value) if value != "" else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override is not a valid yaml value: "
+                              f"{getattr(err, 'problem', None) or err}", field=key,
+                              value=value) from None
         if len(parts) == 2:
             section = raw.setdefault(parts[0], {})
             if not isinstance(section, dict):
-                raise ConfigError(f"override {key!r}: {parts[0]!r} is not a section")
+                raise ConfigError(f"override: {parts[0]!r} is not a section", field=key,
+                                  value=value)
             section[parts[1]] = parsed
         else:
             raw[key] = parsed

@@ -1,21 +1,25 @@
-"""Trainer plumbing shared by the stages: tokenizer checks, TrainingArguments, resume, final save.
+"""Trainer plumbing shared by the stages: tokenizer checks, the Trainer, resume, final save.
 
-A stage writes `<run_dir>/<stage>/`: `checkpoint-N/` (Trainer), `final/` (HF model + tokenizer,
-renamed into place only when complete), `config.yaml`, `data_stats.json` and `logs/`
-(tensorboard).
+A stage writes `<run_dir>/<stage>/`: `checkpoint-N/` (Trainer), `final/` (HF model + tokenizer
++ provenance.json, renamed into place only when complete), `config.yaml`, `data_stats.json`,
+`provenance.json` and `logs/` (tensorboard). A stage whose provenance differs from what this
+run would make is moved aside and redone (`pretrain.provenance`).
 """
 import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 
 import torch
 
-from pretrain.stage_config import ConfigError, save_yaml
+from pretrain import provenance
+from pretrain.stage_config import STAGES, ConfigError, final_path, save_yaml
 
-PREVIOUS_STAGE = {"mntp": "csft", "ic": "mntp"}
+# A checkpoint can be resumed from when its trainer_state.json parses and these are present.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
+                "pytorch_model.bin", "pytorch_model.bin.index.json")
+OPTIMIZER_FILES = ("optimizer.pt", "scheduler.pt")
 
 
 def stage_dir(cfg, stage):
@@ -25,7 +29,20 @@ def stage_dir(cfg, stage):
 
 def final_dir(cfg, stage):
     """Folder of a stage's finished model: `<run_dir>/<stage>/final`."""
-    return os.path.join(cfg.run_dir, stage, "final")
+    return final_path(cfg.run_dir, stage)
+
+
+def is_main_process():
+    """True in a single process and in rank 0 of a torchrun launch."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def barrier():
+    """Wait for every process of a torchrun launch; nothing in a single process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
 
 
 class TokenizedDataset(torch.utils.data.Dataset):
@@ -91,30 +108,38 @@ def stage_trainer_class():
 
 
 def input_model(cfg, stage):
-    """The model folder a stage starts from: `cfg.model`, else the previous stage's `final/`."""
+    """The model folder a stage starts from: `cfg.model`, else the `final/` of its registry's
+    previous stage."""
     if cfg.model:
         return cfg.model
-    if stage not in PREVIOUS_STAGE:
-        raise ConfigError(f"{stage}: no model to start from; pass --model <HF model folder>")
-    return final_dir(cfg, PREVIOUS_STAGE[stage])
+    previous = STAGES[stage].previous
+    if previous is None:
+        raise ConfigError(f"{stage}: no model to start from; pass --model <HF model folder>",
+                          field="model")
+    return final_dir(cfg, previous)
+
+
+def check_model_folder(path):
+    """ConfigError unless `path` is a Hugging Face model folder (with config.json)."""
+    if not os.path.isdir(path):
+        raise ConfigError("model folder not found (run the previous stage first, or pass "
+                          "--model)", path=path)
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise ConfigError("not a Hugging Face model folder (no config.json)", path=path)
 
 
 def load_tokenizer(path):
     """The tokenizer saved in model folder `path` (pad = EOS when it has no pad token)."""
     from transformers import AutoTokenizer
 
-    if not os.path.isdir(path):
-        raise ConfigError(f"{path}: model folder not found (run the previous stage first, "
-                          f"or pass --model)")
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        raise ConfigError(f"{path}: not a Hugging Face model folder (no config.json)")
+    check_model_folder(path)
     if not any(os.path.isfile(os.path.join(path, f)) for f in
                ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")):
-        raise ConfigError(f"{path}: model folder has no tokenizer (tokenizer.json or "
-                          f"tokenizer_config.json); save the tokenizer beside the weights")
+        raise ConfigError("model folder has no tokenizer (tokenizer.json or "
+                          "tokenizer_config.json); save the tokenizer beside the weights", path=path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.eos_token_id is None:
-        raise ConfigError(f"{path}: tokenizer has no EOS token")
+        raise ConfigError("tokenizer has no EOS token", path=path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -145,8 +170,8 @@ def accumulation_steps(cfg):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     per_step = cfg.micro_batch_size * world
     if cfg.batch_size % per_step:
-        raise ConfigError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size "
-                          f"{cfg.micro_batch_size} x {world} processes")
+        raise ConfigError(f"not a multiple of micro_batch_size {cfg.micro_batch_size} x "
+                          f"{world} processes", field="batch_size", value=cfg.batch_size)
     return cfg.batch_size // per_step
 
 
@@ -182,23 +207,53 @@ def training_arguments(cfg, stage, **overrides):
     return TrainingArguments(**settings)
 
 
+def make_trainer(cfg, stage, model, tokenizer, dataset, collator, trainer_class=None,
+                 **arguments):
+    """The Trainer of a stage: `model` without KV cache and LoRA-wrapped when `cfg.lora_r`,
+    trained on `dataset` batched by `collator`; `arguments` override TrainingArguments.
+    `trainer_class` defaults to `stage_trainer_class()`. Returns (trainer, model)."""
+    model.config.use_cache = False
+    model = apply_lora(model, cfg)
+    trainer_class = trainer_class or stage_trainer_class()
+    trainer = trainer_class(model=model, args=training_arguments(cfg, stage, **arguments),
+                            train_dataset=dataset, data_collator=collator, tokenizer=tokenizer)
+    return trainer, model
+
+
+def _present(path):
+    return os.path.isfile(path) and os.path.getsize(path) > 0
+
+
+def checkpoint_problem(path):
+    """Why checkpoint folder `path` cannot be resumed from, or None when it is complete: its
+    trainer_state.json parses, and its weights, optimizer and scheduler files are present."""
+    try:
+        with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as fh:
+            int(json.load(fh)["global_step"])
+    except FileNotFoundError:
+        return "no trainer_state.json"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"trainer_state.json is unreadable ({type(err).__name__}: {err})"
+    if not any(_present(os.path.join(path, name)) for name in WEIGHT_FILES):
+        return f"no model weights ({' or '.join(WEIGHT_FILES[:2])})"
+    missing = [name for name in OPTIMIZER_FILES if not _present(os.path.join(path, name))]
+    return f"no {' or '.join(missing)}" if missing else None
+
+
 def latest_checkpoint(folder):
-    """Newest complete `checkpoint-N` in `folder` (Trainer writes trainer_state.json last)."""
+    """Newest complete `checkpoint-N` in `folder` (see `checkpoint_problem`); says which newer
+    ones it skips and why (e.g. a run killed while writing them). None when there is none."""
     if not os.path.isdir(folder):
         return None
-    steps = sorted((int(m.group(1)), name) for name in os.listdir(folder)
-                   if (m := re.fullmatch(r"checkpoint-(\d+)", name))
-                   and os.path.isfile(os.path.join(folder, name, "trainer_state.json")))
-    return os.path.join(folder, steps[-1][1]) if steps else None
-
-
-def finished_step(cfg, stage):
-    """Global step recorded in the stage's `final/`, or None when there is no final model."""
-    path = os.path.join(final_dir(cfg, stage), "trainer_state.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh).get("global_step")
+    steps = sorted(((int(m.group(1)), name) for name in os.listdir(folder)
+                    if (m := re.fullmatch(r"checkpoint-(\d+)", name))), reverse=True)
+    for _, name in steps:
+        path = os.path.join(folder, name)
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        print(f"skipping {path}: {problem}", flush=True)
+    return None
 
 
 def write_json(path, obj):
@@ -208,15 +263,18 @@ def write_json(path, obj):
     atomic_write_text(path, lambda fh: json.dump(obj, fh, indent=2, sort_keys=True))
 
 
-def save_run_info(cfg, stage, stats):
-    """Write the resolved config (`config.yaml`) and data statistics (`data_stats.json`)."""
+def save_run_info(cfg, stage, stats, record):
+    """Write the resolved config (`config.yaml`), data statistics (`data_stats.json`) and what
+    the run is made from (`provenance.json`)."""
     out = stage_dir(cfg, stage)
     save_yaml(cfg, os.path.join(out, "config.yaml"))
     write_json(os.path.join(out, "data_stats.json"), stats)
+    provenance.write(out, record)
 
 
-def save_final(trainer, model, tokenizer, cfg, stage):
-    """Save `model` (LoRA merged) + tokenizer to `<stage>/final/` via a temp folder and rename."""
+def save_final(trainer, model, tokenizer, cfg, stage, record):
+    """Save `model` (LoRA merged) + tokenizer + provenance `record` to `<stage>/final/` via a
+    temp folder and rename."""
     trainer.accelerator.wait_for_everyone()
     out = stage_dir(cfg, stage)
     final = final_dir(cfg, stage)
@@ -231,6 +289,7 @@ def save_final(trainer, model, tokenizer, cfg, stage):
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         trainer.state.save_to_json(os.path.join(tmp, "trainer_state.json"))
+        provenance.write(tmp, record)
         old = None
         if os.path.isdir(final):
             old = final + ".old"
@@ -250,46 +309,39 @@ def _rng_state_types():
     return [np.core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
-def train_and_save(trainer, model, tokenizer, cfg, stage):
+def train_and_save(trainer, model, tokenizer, cfg, stage, record):
     """Train (resuming from the newest complete checkpoint) and save `final/`. Returns its path."""
     resume = latest_checkpoint(stage_dir(cfg, stage))
     if resume and trainer.args.should_save:
         print(f"[{stage}] resuming from {resume}", flush=True)
     with torch.serialization.safe_globals(_rng_state_types()):
         trainer.train(resume_from_checkpoint=resume)
-    return save_final(trainer, model, tokenizer, cfg, stage)
+    return save_final(trainer, model, tokenizer, cfg, stage, record)
 
 
-def run_stage(cfg, stage, prepare, make_trainer):
-    """A stage's whole run: nothing when `final/` is finished; else `prepare(cfg)` ->
-    (tokenizer, dataset, stats), save settings and statistics, `make_trainer(cfg, tokenizer,
-    dataset)` -> (trainer, model), train (resuming) and save `final/`. Returns its path."""
-    if already_done(cfg, stage):
-        return final_dir(cfg, stage)
+def run_stage(cfg, stage, prepare, make_stage_trainer):
+    """A stage's whole run. Nothing when `final/` was made from what this run would use (same
+    input model content, data and settings). Otherwise the stage folder, if made from something
+    else, is moved aside (`<stage>.old-<time>/`, reasons printed); then `prepare(cfg)` ->
+    (tokenizer, dataset, stats), settings, statistics and provenance are saved,
+    `make_stage_trainer(cfg, tokenizer, dataset)` -> (trainer, model), and training resumes
+    from the newest complete checkpoint and saves `final/`. Returns its path."""
+    model_dir = input_model(cfg, stage)
+    check_model_folder(model_dir)
+    record = provenance.stage_record(cfg, stage, model_dir)
+    out, final = stage_dir(cfg, stage), final_dir(cfg, stage)
+    if not provenance.differences(provenance.read(final), record):
+        print(f"[{stage}] {final} is complete and up to date; nothing to do", flush=True)
+        return final
+    why = provenance.differences(provenance.read(out), record)
+    if os.path.isdir(out) and os.listdir(out) and why:
+        barrier()  # every process has decided before the folder moves
+        if is_main_process():
+            moved = provenance.move_aside(out)
+            print(f"[{stage}] redoing: {'; '.join(why)}; the old outputs are in {moved}",
+                  flush=True)
+        barrier()
     tokenizer, dataset, stats = prepare(cfg)
-    save_run_info(cfg, stage, stats)
-    trainer, model = make_trainer(cfg, tokenizer, dataset)
-    return train_and_save(trainer, model, tokenizer, cfg, stage)
-
-
-def already_done(cfg, stage):
-    """True (and says so) when `final/` exists from a run that reached `cfg.max_steps`."""
-    step = finished_step(cfg, stage)
-    if step is not None and step >= cfg.max_steps:
-        print(f"[{stage}] {stage_dir(cfg, stage)}/final is complete (step {step}); "
-              f"nothing to do", flush=True)
-        return True
-    return False
-
-
-def run_cli(main):
-    """Run a stage's `main()`; bad input exits with its one-line message, not a traceback."""
-    from pretrain.common import DataError
-    from pretrain.extract import ModelError
-    from pretrain.models import BackboneError
-    from recbole_llm2rec.feat import FeatError
-
-    try:
-        main()
-    except (ConfigError, DataError, BackboneError, FeatError, ModelError) as err:
-        sys.exit(f"error: {err}")
+    save_run_info(cfg, stage, stats, record)
+    trainer, model = make_stage_trainer(cfg, tokenizer, dataset)
+    return train_and_save(trainer, model, tokenizer, cfg, stage, record)

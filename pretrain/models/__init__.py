@@ -9,6 +9,8 @@ from collections import namedtuple
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
+from recbole_llm2rec.errors import InputError
+
 from .bidirectional_llama import LlamaBiForMNTP, LlamaBiModel
 from .bidirectional_qwen2 import Qwen2BiForMNTP, Qwen2BiModel
 
@@ -20,7 +22,7 @@ BIDIRECTIONAL = {
 }
 
 
-class BackboneError(ValueError):
+class BackboneError(InputError):
     """A backbone cannot be loaded as asked (e.g. no bidirectional class for its architecture)."""
 
 
@@ -34,8 +36,9 @@ def bidirectional_classes(config, where="model"):
     classes = BIDIRECTIONAL.get(type(config))
     if classes is None:
         raise BackboneError(
-            f"{where}: no bidirectional version of architecture {config.model_type!r}; "
-            f"supported: {', '.join(supported_architectures())} (or use causal attention)")
+            f"no bidirectional version of architecture {config.model_type!r}; "
+            f"supported: {', '.join(supported_architectures())} (or use causal attention)",
+            path=where)
     return classes
 
 

@@ -8,8 +8,7 @@ import torch
 
 gguf = pytest.importorskip("gguf")
 
-from pretrain.convert_gguf import (BLOCK_TENSORS, TOP_TENSORS, GGUFError,  # noqa: E402
-                                   convert, main, unpermute_rope)
+from pretrain.convert_gguf import GGUFError, convert, main, unpermute_rope  # noqa: E402
 
 TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['content'] }}{% endfor %}"
 
@@ -21,15 +20,11 @@ def llama_cpp_permute(weight, n_head):
             .swapaxes(1, 2).reshape(weight.shape))
 
 
-def gguf_name(hf_name):
-    """The gguf tensor name of an HF parameter name (inverse of the converter's tables)."""
-    inverse = {v: k for k, v in {**BLOCK_TENSORS, **TOP_TENSORS}.items()}
-    if hf_name.startswith("model.layers."):
-        layer, rest = hf_name[len("model.layers."):].split(".", 1)
-        part, kind = rest.rsplit(".", 1)
-        return f"blk.{layer}.{inverse[part]}.{kind}"
-    part, kind = hf_name.rsplit(".", 1)
-    return f"{inverse[part]}.{kind}"
+def gguf_name(hf_name, arch, n_layers):
+    """The gguf tensor name of an HF parameter name, from llama.cpp's own name map (the gguf
+    package's `TensorNameMap`), not from the converter's tables: a swap there shows."""
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], n_layers)
+    return names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
 
 
 def write_gguf(path, model, tokenizer, pre="gpt-2"):
@@ -64,7 +59,7 @@ def write_gguf(path, model, tokenizer, pre="gpt-2"):
             array = llama_cpp_permute(array, cfg.num_attention_heads)
         elif arch == "llama" and ".k_proj." in name:
             array = llama_cpp_permute(array, cfg.num_key_value_heads)
-        writer.add_tensor(gguf_name(name), array)
+        writer.add_tensor(gguf_name(name, arch, cfg.num_hidden_layers), array)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -80,12 +75,23 @@ def tiny_model(folder):
     return model, AutoTokenizer.from_pretrained(folder)
 
 
+def distinct_values(model):
+    """Give every tensor its own random values (norm weights start all ones and biases all
+    zeros: a swapped mapping between them would go unseen). Returns `model`."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=gen) * 0.1 + 1)
+    return model
+
+
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_round_trip_is_exact(tmp_path, make_tiny_model, arch):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     # Untied head and Qwen2's q/k/v biases: every kind of tensor is mapped.
     original, tok = tiny_model(make_tiny_model(arch, tie_word_embeddings=False))
+    distinct_values(original)
     src = write_gguf(tmp_path / "tiny.gguf", original, tok)
     out = main(["--gguf", src, "--out", str(tmp_path / "hf")])
     config = AutoConfig.from_pretrained(out)
@@ -96,7 +102,11 @@ def test_round_trip_is_exact(tmp_path, make_tiny_model, arch):
     converted = AutoModelForCausalLM.from_pretrained(out).eval()
     want, got = original.state_dict(), converted.state_dict()
     assert set(want) == set(got)
-    assert all(torch.equal(want[k], got[k]) for k in want)
+    # Each converted tensor equals its own source, and only that one (values are all distinct).
+    for name in want:
+        matches = [k for k in want if want[k].shape == got[name].shape
+                   and torch.equal(want[k], got[name])]
+        assert matches == [name], (name, matches)
     if arch == "qwen2":
         assert "model.layers.0.self_attn.q_proj.bias" in want
     ids = tok(["The Legend of Zelda: Breath of the Wild"], return_tensors="pt").input_ids

@@ -1,6 +1,7 @@
 """CSFT: leave-two-out sequences, input-masked labels, loss going down, resume, bad input."""
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -72,24 +73,64 @@ def test_labels_mask_exactly_the_input(tiny_tokenizer):
     assert short["labels"][:-n_out] == [-100] * (n_in - n_out)
 
 
-def test_loss_goes_down_then_resume_continues(tiny_qwen2_dir, games, tmp_path, capsys):
+def test_loss_goes_down_and_a_resumed_run_equals_an_uninterrupted_one(
+        tiny_qwen2_dir, games, tmp_path, capsys, monkeypatch):
+    from safetensors.torch import load_file
+    from transformers import Trainer
+
     run = tmp_path / "run"
-    csft.main(run_args(tiny_qwen2_dir, run, games, "--max_steps", "4", "--save_steps", "2"))
-    step, first = logged_losses(run)
-    assert step == 4 and os.path.isfile(run / "csft" / "checkpoint-4" / "trainer_state.json")
-    stats = json.load(open(run / "csft" / "data_stats.json"))
-    assert stats["datasets"]["Games"]["users"] == 12 and stats["max_length"] <= 48
-    capsys.readouterr()
-    csft.main(run_args(tiny_qwen2_dir, run, games, "--max_steps", "8", "--save_steps", "2"))
-    assert "resuming from" in capsys.readouterr().out
+    args = run_args(tiny_qwen2_dir, run, games, "--max_steps", "8", "--save_steps", "2")
+    final = csft.main(args)
     step, losses = logged_losses(run)
     assert step == 8 and sorted(losses) == list(range(1, 9))
-    assert all(losses[s] == first[s] for s in first)  # steps 1-4 were not re-run
     assert sum(losses[s] for s in (7, 8)) < sum(losses[s] for s in (1, 2))
-    # Same command again: final is complete, nothing is trained or rewritten.
+    stats = json.load(open(run / "csft" / "data_stats.json"))
+    assert stats["datasets"]["Games"]["users"] == 12 and stats["max_length"] <= 48
+    whole = load_file(os.path.join(final, "model.safetensors"))
+    # Killed while writing checkpoint-8's state, before final/: resume from checkpoint-6.
+    shutil.rmtree(final)
+    state = run / "csft" / "checkpoint-8" / "trainer_state.json"
+    state.write_text(state.read_text()[:100])
+    micro_steps = []
+    real_step = Trainer.training_step
+    monkeypatch.setattr(Trainer, "training_step",
+                        lambda self, *a, **k: micro_steps.append(1) or real_step(self, *a, **k))
+    capsys.readouterr()
+    csft.main(args)
+    out = capsys.readouterr().out
+    assert f"skipping {run / 'csft' / 'checkpoint-8'}: trainer_state.json is unreadable" in out
+    assert f"resuming from {run / 'csft' / 'checkpoint-6'}" in out
+    assert len(micro_steps) == 2 * 2  # steps 7 and 8 only, 2 micro-batches each
+    # The optimizer state came from the checkpoint: AdamW has counted all 8 steps.
+    optimizer = torch.load(run / "csft" / "checkpoint-8" / "optimizer.pt", weights_only=True)
+    assert {int(p["step"]) for p in optimizer["state"].values()} == {8}
+    resumed = load_file(os.path.join(final, "model.safetensors"))
+    assert whole.keys() == resumed.keys()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    step, again = logged_losses(run)
+    assert step == 8 and again == losses
+    # Same settings again (save and logging settings do not count): nothing is redone.
     mtime = os.path.getmtime(run / "csft" / "final" / "model.safetensors")
-    csft.main(run_args(tiny_qwen2_dir, run, games, "--max_steps", "8"))
+    csft.main([*args, "--logging_steps", "3", "--save_steps", "4"])
+    assert "up to date; nothing to do" in capsys.readouterr().out
     assert os.path.getmtime(run / "csft" / "final" / "model.safetensors") == mtime
+
+
+def test_an_interrupted_run_with_other_settings_starts_over(tiny_qwen2_dir, games, tmp_path,
+                                                            capsys):
+    import glob
+
+    run = tmp_path / "run"
+    args = run_args(tiny_qwen2_dir, run, games, "--max_steps", "2", "--save_steps", "1")
+    csft.main(args)
+    shutil.rmtree(run / "csft" / "final")  # interrupted after its last checkpoint
+    capsys.readouterr()
+    csft.main([*args, "--learning_rate", "1e-3"])
+    out = capsys.readouterr().out
+    assert "[csft] redoing: learning_rate 0.003 -> 0.001;" in out and "resuming" not in out
+    old, = glob.glob(str(run / "csft.old-*"))
+    assert sorted(os.listdir(old))[:2] == ["checkpoint-1", "checkpoint-2"]
+    assert logged_losses(run)[0] == 2
 
 
 def test_lora_run_saves_a_merged_model(tiny_llama_dir, games, tmp_path):
@@ -127,16 +168,40 @@ def test_bad_inputs_fail_before_training(tiny_qwen2_dir, games, tmp_path):
     assert not (tmp_path / "run" / "csft").exists()
 
 
-def test_incomplete_checkpoint_is_not_a_resume_point(tmp_path):
+def fake_checkpoint(folder, step):
+    """A checkpoint folder with the files the Trainer writes (contents are placeholders)."""
+    folder.mkdir()
+    for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        (folder / name).write_bytes(b"x" * 64)
+    (folder / "trainer_state.json").write_text(json.dumps(
+        {"global_step": step, "log_history": [{"step": s, "loss": 1.0} for s in range(step)]},
+        indent=2))
+
+
+@pytest.mark.parametrize("damage", ["truncated state", "no state", "no optimizer",
+                                    "no weights"])
+def test_resume_skips_an_incomplete_newest_checkpoint(tmp_path, capsys, damage):
     from pretrain.training import latest_checkpoint
 
     assert latest_checkpoint(str(tmp_path / "missing")) is None
-    for step, complete in ((2, True), (10, True), (12, False)):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-        if complete:
-            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    for step in (2, 10, 12):
+        fake_checkpoint(tmp_path / f"checkpoint-{step}", step)
     (tmp_path / "checkpoint-x").mkdir()
+    newest = tmp_path / "checkpoint-12"
+    if damage == "truncated state":  # killed while writing it
+        text = (newest / "trainer_state.json").read_text()
+        (newest / "trainer_state.json").write_text(text[:len(text) // 2])
+    else:
+        name = {"no state": "trainer_state.json", "no optimizer": "optimizer.pt",
+                "no weights": "model.safetensors"}[damage]
+        os.remove(newest / name)
+    capsys.readouterr()
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-10")
+    lines = capsys.readouterr().out.splitlines()
+    why = {"truncated state": "trainer_state.json is unreadable (JSONDecodeError",
+           "no state": "no trainer_state.json", "no optimizer": "no optimizer.pt",
+           "no weights": "no model weights"}[damage]
+    assert len(lines) == 1 and lines[0].startswith(f"skipping {newest}: {why}"), lines
 
 
 @pytest.mark.slow
@@ -150,7 +215,7 @@ def test_kill_9_then_same_command_resumes(tiny_qwen2_dir, games, tmp_path):
 
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     run = tmp_path / "run"
-    args = run_args(tiny_qwen2_dir, run, games, "--max_steps", "400", "--save_steps", "2")
+    args = run_args(tiny_qwen2_dir, run, games, "--max_steps", "60", "--save_steps", "2")
     proc = subprocess.Popen([sys.executable, "-m", "pretrain.csft", *args], cwd=repo,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -161,9 +226,9 @@ def test_kill_9_then_same_command_resumes(tiny_qwen2_dir, games, tmp_path):
     proc.wait()
     resumed = int(latest_checkpoint(str(run / "csft")).rsplit("-", 1)[1])
     assert resumed >= 4 and not (run / "csft" / "final").exists()
-    csft.main([*args[:-4], "--max_steps", str(resumed + 2), "--save_steps", "2"])
+    csft.main(args)  # the same command: the same settings, so it resumes
     step, losses = logged_losses(run)
-    assert step == resumed + 2 and sorted(losses) == list(range(1, resumed + 3))
+    assert step == 60 and sorted(losses) == list(range(1, 61))
 
 
 def test_length_grouped_sampler_cuts_padding_and_keeps_every_example():

@@ -42,15 +42,30 @@ def test_dropout_makes_two_different_views(tiny_qwen2_dir, tiny_tokenizer):
     assert torch.allclose(a, b, atol=1e-6)
 
 
-def test_loss_goes_down(tiny_llama_dir, games, tmp_path):
-    final = ic.main(["--model", tiny_llama_dir, "--run_dir", str(tmp_path), "--datasets",
-                         "Games", "--data_path", games, "--max_length", "24", "--batch_size",
-                         "8", "--micro_batch_size", "8", "--learning_rate", "3e-3",
-                         "--warmup_steps", "0", "--logging_steps", "1", "--report_to", "none",
-                         "--max_steps", "6"])
+def tensor_names(folder):
+    """Names of the tensors saved in `folder/model.safetensors`."""
+    from safetensors import safe_open
+
+    with safe_open(f"{folder}/model.safetensors", "pt") as fh:
+        return set(fh.keys())
+
+
+def test_loss_goes_down_and_only_the_encoder_is_saved(make_tiny_model, games, tmp_path):
+    # An untied LM head is a tensor of its own in the input checkpoint: IC's final must be
+    # the bare encoder (what extraction loads), without it.
+    start = make_tiny_model("llama", tie_word_embeddings=False)
+    assert "lm_head.weight" in tensor_names(start)
+    final = ic.main(["--model", start, "--run_dir", str(tmp_path), "--datasets",
+                     "Games", "--data_path", games, "--max_length", "24", "--batch_size",
+                     "8", "--micro_batch_size", "8", "--learning_rate", "3e-3",
+                     "--warmup_steps", "0", "--logging_steps", "1", "--report_to", "none",
+                     "--max_steps", "6"])
     state = json.load(open(f"{final}/trainer_state.json"))
     losses = [e["loss"] for e in state["log_history"] if "loss" in e]
     assert len(losses) == 6 and sum(losses[-2:]) < sum(losses[:2])
     config = json.load(open(f"{final}/config.json"))
-    assert config["attention_dropout"] == 0.2 and "lm_head.weight" not in open(
-        f"{final}/model.safetensors", "rb").read(4096).decode("latin-1")
+    names = tensor_names(final)
+    assert config["attention_dropout"] == 0.2 and config["tie_word_embeddings"] is False
+    assert not any(name.startswith("lm_head") for name in names)
+    assert "embed_tokens.weight" in names and "layers.1.mlp.down_proj.weight" in names
+    assert type(load_backbone(final, bidirectional=True)).__name__ == "LlamaBiModel"

@@ -18,7 +18,8 @@ def run_args(model, run_dir, data, *extra):
 
 def test_mask_token_must_exist(tiny_tokenizer):
     assert mntp.mask_token_id(tiny_tokenizer, "_") == tiny_tokenizer.convert_tokens_to_ids("_")
-    with pytest.raises(ConfigError, match=r"mask token '\[MASK\]' is not in the vocabulary"):
+    with pytest.raises(ConfigError, match=r"tokenizer: field 'mask_token' = '\[MASK\]': this "
+                                          r"mask token is not in the vocabulary"):
         mntp.mask_token_id(tiny_tokenizer, "[MASK]")
 
 

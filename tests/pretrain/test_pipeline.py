@@ -1,10 +1,20 @@
-"""Pipeline: yaml + dotted overrides, early input checks, csft -> mntp -> ic -> extract."""
+"""Pipeline: yaml + dotted overrides, early input checks, csft -> mntp -> ic -> extract,
+provenance (what changed is redone, the rest kept), one-line errors from every entry point."""
+import glob
+import json
 import os
+import re
+import runpy
+import subprocess
+import sys
+import warnings
 
+import numpy as np
 import pytest
 import yaml
 
 from pretrain import pipeline
+from pretrain.provenance import fingerprint
 from pretrain.stage_config import ConfigError, apply_overrides
 from recbole_llm2rec.feat import read_feat
 
@@ -35,7 +45,9 @@ def test_shipped_configs_resolve():
     for name in ("qwen2-0.5b_amazon.yaml", "smollm2-135m_cpu.yaml"):
         raw = pipeline.read_yaml(os.path.join(REPO, "pretrain", "configs", name))
         configs = pipeline.stage_configs(raw)
-        assert configs["mntp"].model is None and configs["csft"].model == raw["backbone"]
+        assert list(configs) == ["csft", "mntp", "ic"] and configs["csft"].model == raw["backbone"]
+        assert configs["mntp"].model == os.path.join(raw["run_dir"], "csft", "final")
+        assert configs["ic"].model == os.path.join(raw["run_dir"], "mntp", "final")
         pipeline.extract_argv(raw, "final")
     raw = pipeline.read_yaml(os.path.join(REPO, "pretrain", "configs", "qwen2-0.5b_amazon.yaml"))
     configs = pipeline.stage_configs(raw)
@@ -53,6 +65,23 @@ def test_dotted_overrides():
     assert raw["csft"]["max_steps"] == 10  # the input dict is not modified
     with pytest.raises(ConfigError, match="has no value"):
         apply_overrides(raw, ["--csft.max_steps"])
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(raw, ["--csft.max_steps=[1"])
+    assert (err.value.field, err.value.value) == ("csft.max_steps", "[1")
+    assert str(err.value).startswith("field 'csft.max_steps' = '[1': override is not a valid yaml")
+
+
+def test_stages_list(tiny_qwen2_dir, tmp_path):
+    raw = {"backbone": tiny_qwen2_dir, "run_dir": str(tmp_path), "datasets": ["Games"],
+           "stages": ["mntp", "ic"]}
+    configs = pipeline.stage_configs(raw)  # LLM2Vec: MNTP starts from the backbone
+    assert list(configs) == ["mntp", "ic"] and configs["mntp"].model == tiny_qwen2_dir
+    assert configs["ic"].model == os.path.join(str(tmp_path), "mntp", "final")
+    for bad, why in ((["csft", "scft"], "field 'stages' = 'scft': unknown stage (known: csft, "
+                                        "mntp, ic)"),
+                     (["ic", "ic"], "a stage is listed twice"), ([], "non-empty list")):
+        with pytest.raises(ConfigError, match=why.replace("(", r"\(").replace(")", r"\)")):
+            pipeline.stage_configs(dict(raw, stages=bad))
 
 
 def test_bad_settings_fail_before_any_stage(tiny_qwen2_dir, data, tmp_path):
@@ -61,32 +90,140 @@ def test_bad_settings_fail_before_any_stage(tiny_qwen2_dir, data, tmp_path):
         pipeline.run(dict(raw, sed=3))
     with pytest.raises(ConfigError, match="unknown setting 'max_step' for MNTPConfig"):
         pipeline.run(apply_overrides(raw, ["--mntp.max_step=3"]))
-    with pytest.raises(ConfigError, match="mask token '<mask>' is not in the vocabulary"):
+    with pytest.raises(ConfigError, match="mask_token' = '<mask>': this mask token is not in"):
         pipeline.run(apply_overrides(raw, ["--mntp.mask_token=<mask>"]))
     with pytest.raises(ValueError, match="Toys.item: item file not found"):
         pipeline.run(apply_overrides(raw, ["--extract.datasets=[Games, Toys]"]))
     assert not (tmp_path / "run").exists()
 
 
-def test_pipeline_writes_feat_files_and_rerun_skips(tiny_qwen2_dir, data, tmp_path, capsys):
+def embed_again(model, data, dataset, tokens):
+    """Embeddings [N, H] of the titles of items `tokens`, extracted here from `model`."""
+    from pretrain.common import read_item_titles
+    from pretrain.extract import embed_texts, load_encoder
+
+    item_tokens, titles = read_item_titles(os.path.join(data, dataset, f"{dataset}.item"))
+    title = dict(zip(item_tokens, titles))
+    net, tokenizer, _ = load_encoder(model, device="cpu")
+    return embed_texts(net, tokenizer, [title[t] for t in tokens], batch_size=2)[0]
+
+
+def printed(capsys, prefix):
+    """Lines of captured stdout starting with `prefix`."""
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith(prefix)]
+
+
+def test_pipeline_writes_feat_files_and_redoes_only_what_changed(tiny_qwen2_dir, data,
+                                                                   tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(tiny_qwen2_dir, tmp_path / "run", data)))
+    run = tmp_path / "run"
+    config.write_text(yaml.safe_dump(tiny_config(tiny_qwen2_dir, run, data)))
     paths = pipeline.main(["--config", str(config), "--ic.max_steps=3"])
     for stage in ("csft", "mntp", "ic"):
-        for name in ("final/model.safetensors", "final/tokenizer.json", "config.yaml",
-                     "data_stats.json"):
-            assert os.path.isfile(tmp_path / "run" / stage / name), (stage, name)
-    ic_cfg = yaml.safe_load(open(tmp_path / "run" / "ic" / "config.yaml"))
-    assert ic_cfg["max_steps"] == 3 and ic_cfg["model"] is None
+        for name in ("final/model.safetensors", "final/tokenizer.json", "final/provenance.json",
+                     "config.yaml", "data_stats.json", "provenance.json"):
+            assert os.path.isfile(run / stage / name), (stage, name)
+    ic_cfg = yaml.safe_load(open(run / "ic" / "config.yaml"))
+    assert ic_cfg["max_steps"] == 3 and ic_cfg["model"] == str(run / "mntp" / "final")
+    made = json.load(open(run / "mntp" / "final" / "provenance.json"))
+    assert made["input_fingerprint"] == fingerprint(str(run / "csft" / "final"))
+    ic_final = str(run / "ic" / "final")
     for path, dataset in zip(paths, ("Games", "Beauty")):
         tokens, emb = read_feat(path)
         item_file = os.path.join(data, dataset, f"{dataset}.item")
         assert sorted(tokens) == sorted(line.split("\t")[0] for line in
                                         open(item_file).read().splitlines()[1:])
         assert emb.shape[1] == 32
-    mtimes = [os.path.getmtime(p) for p in paths]
+        meta = json.load(open(path + ".json"))
+        assert (meta["backbone"], meta["model_fingerprint"]) == (ic_final, fingerprint(ic_final))
+        # The rows are ic/final's embeddings of each item's title, matched by token.
+        rows = [len(tokens) - 1, 0, 2]
+        again = embed_again(ic_final, data, dataset, [tokens[i] for i in rows])
+        assert np.allclose(emb[rows], again, atol=1e-4)
+    before = {p: open(p, "rb").read() for p in paths}
+    prints = {s: fingerprint(str(run / s / "final")) for s in ("csft", "mntp", "ic")}
     capsys.readouterr()
+    # Unchanged config: nothing is redone or rewritten.
+    mtimes = [os.path.getmtime(p) for p in paths]
     pipeline.main(["--config", str(config), "--ic.max_steps=3"])
     out = capsys.readouterr().out
-    assert out.count("nothing to do") == 3
+    assert out.count("up to date; nothing to do") == 5 and "redoing" not in out
     assert [os.path.getmtime(p) for p in paths] == mtimes
+    # More CSFT steps: CSFT, then MNTP and IC (their input changed), then the .feat files.
+    pipeline.main(["--config", str(config), "--ic.max_steps=3", "--csft.max_steps=3"])
+    out = capsys.readouterr().out
+    assert "[csft] redoing: max_steps 2 -> 3;" in out
+    for stage, previous in (("mntp", "csft"), ("ic", "mntp")):
+        assert f"[{stage}] redoing: input model {run / previous / 'final'} changed" in out
+    assert out.count("[extract] redoing") == 2
+    for stage in ("csft", "mntp", "ic"):  # the old outputs are kept, unchanged
+        old, = glob.glob(str(run / f"{stage}.old-*"))
+        assert fingerprint(os.path.join(old, "final")) == prints[stage]
+        assert fingerprint(str(run / stage / "final")) != prints[stage]
+    for path in paths:
+        old = [p for p in glob.glob(path + ".old-*") if not p.endswith(".json")]
+        assert len(old) == 1 and open(old[0], "rb").read() == before[path]
+        assert os.path.isfile(old[0] + ".json")
+        assert open(path, "rb").read() != before[path]
+        assert json.load(open(path + ".json"))["model_fingerprint"] == fingerprint(ic_final)
+
+
+def test_llm2vec_stages_start_mntp_from_the_backbone(tiny_qwen2_dir, data, tmp_path):
+    raw = dict(tiny_config(tiny_qwen2_dir, tmp_path / "run", data), stages=["mntp", "ic"])
+    raw["extract"].update(datasets=["Beauty"], name="llm2vec")
+    for stage in ("mntp", "ic"):
+        raw[stage]["max_steps"] = 1
+    path, = pipeline.run(raw)
+    assert sorted(os.listdir(tmp_path / "run")) == ["ic", "mntp"]
+    made = json.load(open(tmp_path / "run" / "mntp" / "final" / "provenance.json"))
+    assert (made["input_model"], made["input_fingerprint"]) == (tiny_qwen2_dir,
+                                                                fingerprint(tiny_qwen2_dir))
+    assert json.load(open(path + ".json"))["backbone"] == str(tmp_path / "run" / "ic" / "final")
+
+
+BAD_INPUT = [  # (file content or None, arguments, what the one line says)
+    ("backbone: m\nrun_dir: r\ncsft:\n  max_steps: [1\n  seed: 2\n", [],
+     r"bad.yaml:5: not valid yaml: expected ',' or '\]'"),
+    ("backbone: m\n", ["--csft.max_steps=[1"],
+     r"field 'csft.max_steps' = '\[1': override is not a valid yaml value"),
+    ("backbone: m\nstages: [csft, scft]\n", [], r"field 'stages' = 'scft': unknown stage"),
+]
+
+
+@pytest.mark.parametrize("content, extra, message", BAD_INPUT)
+def test_bad_pipeline_input_is_one_line(tmp_path, capsys, content, extra, message):
+    from recbole_llm2rec.errors import cli_main
+
+    (tmp_path / "bad.yaml").write_text(content)
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(pipeline.main, "python -m pretrain.pipeline",
+                 ["--config", str(tmp_path / "bad.yaml"), *extra])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith("python -m pretrain.pipeline: error: ")
+    assert re.search(message, err), err
+
+
+@pytest.mark.parametrize("module", ["pipeline", "csft", "mntp", "ic"])
+def test_entry_points_answer_bad_input_in_one_line(tmp_path, capsys, monkeypatch, module):
+    (tmp_path / "bad.yaml").write_text("seed: [1\n")
+    monkeypatch.setattr(sys, "argv", [module, "--config", str(tmp_path / "bad.yaml")])
+    with pytest.raises(SystemExit) as exit_, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "found in sys.modules": it is imported
+        runpy.run_module(f"pretrain.{module}", run_name="__main__")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err == f"python -m pretrain.{module}: error: {tmp_path / 'bad.yaml'}:2: not valid yaml: " \
+                  f"expected ',' or ']', but got '<stream end>'\n"
+
+
+def test_pipeline_command_has_no_traceback(tmp_path):
+    (tmp_path / "bad.yaml").write_text("backbone: m\n")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([sys.executable, "-m", "pretrain.pipeline", "--config",
+                           str(tmp_path / "bad.yaml"), "--csft.max_steps=[1"], cwd=repo,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("python -m pretrain.pipeline: error: field 'csft.max_steps' = '[1': "
+                           "override is not a valid yaml value: expected ',' or ']', but got "
+                           "'<stream end>'\n")
