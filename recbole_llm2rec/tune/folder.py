@@ -38,7 +38,7 @@ def read_search(output):
     missing or of the wrong type."""
     path = os.path.join(output, SEARCH_FILE)
     if not os.path.isfile(path):
-        raise TuneError(f"--resume: {output} holds no search ({SEARCH_FILE} missing)", path=path)
+        raise TuneError("--resume: no search to resume here (file missing)", path=path)
     try:
         with open(path, encoding="utf-8") as fh:
             search = json.load(fh)
