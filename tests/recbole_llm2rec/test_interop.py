@@ -23,7 +23,8 @@ def test_overrides_are_parsed_as_literals_never_evaluated(tmp_path, monkeypatch)
         f"--x={attack}", "--learning_rate=1e-3", "--epochs=3", "--topk=[10,20]",
         "--show_progress=False", "--reproducibility=true", "--text_emb=minilm",
         "--eval_args={'split': {'LS': 'valid_and_test'}, 'order': 'TO', 'mode': 'full'}",
-        "--user_inter_num_interval=[0,40)", "--adapter_hidden_size=None", "--data_path=" + FIXTURES])
+        "--user_inter_num_interval=[0,40)", "--adapter_hidden_size=None",
+        "--data_path=" + FIXTURES])
     config, _ = build_config("SASRec", "Games", overrides=overrides)
     assert config["x"] == attack and not (tmp_path / "PWNED").exists()
     assert config["learning_rate"] == 0.001 and config["epochs"] == 3
@@ -98,7 +99,8 @@ def test_load_data_and_model_reproduces_the_trained_model(model, games, tmp_path
 
 
 def test_a_recbole_pickled_checkpoint_is_refused_in_one_line(games, tmp_path):
-    config = Config("SASRec", "Games", config_dict={"data_path": games, "train_neg_sample_args": None})
+    config = Config("SASRec", "Games",
+                    config_dict={"data_path": games, "train_neg_sample_args": None})
     path = str(tmp_path / "recbole.pth")
     torch.save({"config": config, "state_dict": {}}, path, pickle_protocol=4)  # as RecBole does
     with pytest.raises(InputError) as err:

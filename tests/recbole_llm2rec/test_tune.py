@@ -46,7 +46,8 @@ def test_space_parses_the_four_distributions(tmp_path):
 @pytest.mark.parametrize("text, line, message", [
     ("a: {choice: [1]}\nlr: {logunifrom: [1.0e-4, 1.0e-2]}", 2,
      "field 'lr' = {'logunifrom': [0.0001, 0.01]}: unknown distribution 'logunifrom'"),
-    ("lr: {loguniform: [0, 1.0e-2]}", 1, "lr' = {'loguniform': [0, 0.01]}: loguniform needs 0 < low"),
+    ("lr: {loguniform: [0, 1.0e-2]}", 1,
+     "lr' = {'loguniform': [0, 0.01]}: loguniform needs 0 < low"),
     ("p: {uniform: [0.5, 0.1]}", 1, "uniform needs low < high, got [0.5, 0.1]"),
     ("n: {randint: [1, 2.5]}", 1, "field 'n' = {'randint': [1, 2.5]}: bound 2.5 is not an integer"),
     ("n: {randint: [1]}", 1, "randint needs [low, high], got [1]"),
