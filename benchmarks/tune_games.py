@@ -165,4 +165,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from recbole_llm2rec.errors import cli_main
+
+    cli_main(main, "benchmarks/tune_games.py", sys.argv[1:])  # the tuner's bad input: one line

@@ -6,21 +6,30 @@
 2. RecBole saves its checkpoints with the whole `Config` object and pickle protocol 4,
    which torch>=2.6's safe `torch.load(weights_only=True)` refuses, so RecBole cannot
    reload its own best model. Rather than disabling safe loading, our trainers save
-   checkpoints made only of tensors and plain values, which the safe loader accepts.
+   checkpoints made only of tensors and plain values, which the safe loader accepts
+   (`read_checkpoint` reads them back; `quick_start.load_data_and_model` rebuilds the run).
 """
 import enum
+import os
+import pickle
 
 import torch
 import recbole.model.sequential_recommender  # noqa: F401  (runs sine.py's global switch)
 from recbole.utils import get_trainer as _recbole_get_trainer
+
+from recbole_llm2rec.errors import InputError
 
 torch.autograd.set_detect_anomaly(False)
 
 _PLAIN = (str, int, float, bool, type(None))
 
 
-def plain_config(config):
-    """The config's values as a tree of plain Python values (enums by name; others dropped)."""
+# Marks a checkpoint written by SafeCheckpointMixin (and the layout of its keys).
+CHECKPOINT_FORMAT = "recbole_llm2rec.checkpoint/1"
+
+
+def plain_values(values):
+    """`values` (a dict) as a tree of plain Python values (enums by name; others dropped)."""
 
     def convert(value):
         if isinstance(value, enum.Enum):
@@ -36,7 +45,36 @@ def plain_config(config):
         return _DROP
 
     _DROP = object()
-    return convert(dict(config.final_config_dict))
+    return convert(dict(values))
+
+
+def plain_config(config):
+    """The config's final values as plain Python values (see `plain_values`)."""
+    return plain_values(config.final_config_dict)
+
+
+def read_checkpoint(path, map_location="cpu"):
+    """A checkpoint written by our trainers, read with torch's safe loader (no code runs).
+
+    Returns its dict: format, config (final values), external_config (what the run was given:
+    props, config files, config_dict, overrides), state_dict, other_parameter, optimizer, epoch.
+    InputError (one line) for a missing file or one we did not write, e.g. RecBole's own
+    checkpoints, which pickle the whole Config object.
+    """
+    if not os.path.isfile(path):
+        raise InputError("checkpoint file not found", path=path)
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"not a checkpoint written by recbole_llm2rec: torch's safe loader "
+                         f"refuses it ({reason[:100]}); RecBole's own checkpoints pickle their "
+                         f"Config and are not loaded here", path=path) from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
+        raise InputError(f"not a checkpoint written by recbole_llm2rec (format {found!r}, "
+                         f"expected {CHECKPOINT_FORMAT!r})", path=path)
+    return checkpoint
 
 
 class SafeCheckpointMixin:
@@ -55,7 +93,9 @@ class SafeCheckpointMixin:
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
         state = {
+            "format": CHECKPOINT_FORMAT,
             "config": plain_config(self.config),
+            "external_config": plain_values(self.config.external_config_dict),
             "epoch": epoch,
             "cur_step": self.cur_step,
             "best_valid_score": float(self.best_valid_score),

@@ -1,4 +1,5 @@
 """One RecBole run (config -> dataset -> model -> trainer -> fit -> test) for plugin and built-in models."""
+import ast
 import os
 from logging import getLogger
 
@@ -6,15 +7,42 @@ from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, init_logger, init_seed
 
-from recbole_llm2rec.compat import get_trainer
+from recbole_llm2rec.compat import get_trainer, read_checkpoint
+from recbole_llm2rec.errors import InputError
 
 PROPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "props")
 # RecBole always reads ml-100k from its own package; we use a converted copy in data_path.
 PACKAGED_DATASETS = ("ml-100k",)
 
 
+# What a command-line value may become (RecBole's own list); anything else stays the text typed.
+_LITERAL_TYPES = (str, int, float, list, tuple, dict, bool)
+
+
+def literal_value(text):
+    """A `--key=value` text as a Python literal (number, list, dict, bool, None), else the text.
+
+    RecBole's converter runs `eval()` on it; this parses literals only, with RecBole's
+    results for what it accepts: `1e-3` -> 0.001, `[10,20]` -> a list, `False`/`false` -> False,
+    `{'split': {'LS': 'valid_and_test'}}` -> a dict, `minilm` or `[0,40)` -> the string.
+    """
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return {"true": True, "false": False}.get(text.lower(), text)
+    if value is not None and not isinstance(value, _LITERAL_TYPES):
+        return text  # e.g. a set or a complex number: RecBole keeps the text too
+    return value
+
+
+def literal_values(values):
+    """`values` with each string replaced by `literal_value` of it. Returns a new dict."""
+    return {k: literal_value(v) if isinstance(v, str) else v for k, v in values.items()}
+
+
 class PluginConfig(Config):
-    """RecBole's Config, with command-line overrides passed in rather than read from sys.argv."""
+    """RecBole's Config, with command-line overrides passed in rather than read from sys.argv,
+    and string values parsed as literals (`literal_value`) instead of RecBole's `eval()`."""
 
     def __init__(self, model, dataset, config_file_list=None, config_dict=None, overrides=None):
         self._overrides = dict(overrides or {})
@@ -24,13 +52,18 @@ class PluginConfig(Config):
     def _load_cmd_line(self):
         return self._convert_config_dict(dict(self._overrides))
 
+    def _convert_config_dict(self, config_dict):
+        # RecBole's version eval()s every string of config_dict and of the command line
+        return literal_values(config_dict)
+
 
 def parse_overrides(args):
-    """RecBole-style `--key=value` command-line arguments. Returns {key: value string}."""
+    """RecBole-style `--key=value` command-line arguments. Returns {key: value string}; the
+    config parses each value with `literal_value`."""
     overrides = {}
     for arg in args:
         if not arg.startswith("--") or "=" not in arg or arg.startswith("--="):
-            raise ValueError(f"unrecognised argument {arg!r}; RecBole properties are given "
+            raise InputError(f"unrecognised argument {arg!r}; RecBole properties are given "
                              f"as --key=value")
         key, value = arg[2:].split("=", 1)
         overrides[key] = value
@@ -81,14 +114,8 @@ def build_config(model, dataset, config_file_list=None, config_dict=None, overri
     return config, model_class
 
 
-def run(model, dataset, config_file_list=None, config_dict=None, overrides=None, saved=True,
-        callback_fn=None):
-    """Train and test one model. `callback_fn(epoch_idx, valid_result)` runs after each validation.
-
-    Returns a dict with best_valid_score, best_valid_result, test_result and the config.
-    """
-    config, model_class = build_config(model, dataset, config_file_list, config_dict, overrides)
-    init_seed(config["seed"], config["reproducibility"])
+def start_logging(config):
+    """RecBole's log file for this run, and the config logged in it. Returns the logger."""
     # RecBole's init_logger (logging.basicConfig) keeps the handlers of an earlier run in this
     # process (tests, reused Ray workers): drop them so each run logs into its own file.
     for handler in getLogger().handlers[:]:
@@ -97,6 +124,18 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
     init_logger(config)
     logger = getLogger()
     logger.info(config)
+    return logger
+
+
+def run(model, dataset, config_file_list=None, config_dict=None, overrides=None, saved=True,
+        callback_fn=None):
+    """Train and test one model. `callback_fn(epoch_idx, valid_result)` runs after each validation.
+
+    Returns a dict with best_valid_score, best_valid_result, test_result and the config.
+    """
+    config, model_class = build_config(model, dataset, config_file_list, config_dict, overrides)
+    init_seed(config["seed"], config["reproducibility"])
+    logger = start_logging(config)
 
     data = create_dataset(config)
     logger.info(data)
@@ -126,3 +165,35 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
         "config": config,
         "model_file": trainer.saved_model_file if saved else None,
     }
+
+
+# Loading a checkpoint must not unpickle anything: RecBole's dataset and dataloader caches
+# (`dataset_save_path`, `dataloaders_save_path`) are pickles, so the data is rebuilt instead.
+_NO_PICKLED_CACHES = {"save_dataset": False, "dataset_save_path": None,
+                      "save_dataloaders": False, "dataloaders_save_path": None}
+
+
+def load_data_and_model(model_file):
+    """RecBole's `load_data_and_model` for checkpoints written by this plugin's trainers.
+
+    Reads `model_file` with torch's safe loader, rebuilds the run's Config from the values it
+    was given (recorded in the checkpoint), rebuilds the dataset and its split from the atomic
+    files, and restores the model's weights. Works for the plugin's models and RecBole's.
+    Returns (config, model, dataset, train_data, valid_data, test_data), like RecBole's.
+    """
+    checkpoint = read_checkpoint(model_file)
+    recorded = checkpoint["config"]
+    model_class = resolve_model(recorded["model"])
+    config = PluginConfig(model_class, recorded["dataset"],
+                          config_dict={**checkpoint["external_config"], **_NO_PICKLED_CACHES})
+    config["data_path"] = recorded["data_path"]  # the folder the run read (ml-100k included)
+    init_seed(config["seed"], config["reproducibility"])
+    start_logging(config)
+
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = model_class(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data

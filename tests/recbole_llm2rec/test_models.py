@@ -1,4 +1,6 @@
 import os
+import re
+import zlib
 
 import numpy as np
 import pytest
@@ -6,6 +8,8 @@ import torch
 from recbole.data import create_dataset, data_preparation
 
 from pretrain.common import read_item_titles
+from chance import random_recall
+from recbole_llm2rec.compat import get_trainer
 from recbole_llm2rec.feat import FeatError, feat_path, write_feat
 from recbole_llm2rec.model.layers import TextItemTable
 from recbole_llm2rec.quick_start import build_config
@@ -95,3 +99,68 @@ def test_mlp_adapter_and_bad_settings(games_root):
         build("TextSASRec", games_root, text_emb_dim=896)
     with pytest.raises(FeatError, match="Games.absent.feat: embedding file not found"):
         build("TextSASRec", games_root, text_emb="absent")
+
+
+def title_words_table(item_path, dim=256):
+    """A cheap real text embedding: each title's words hashed (crc32) into `dim` signed buckets,
+    L2-normalised. Returns (item tokens, [n_items, dim])."""
+    tokens, rows = [], []
+    with open(item_path, encoding="utf-8") as fh:
+        next(fh)
+        for line in fh:
+            token, title = line.rstrip("\n").split("\t")[:2]
+            row = np.zeros(dim)
+            for word in re.findall(r"[a-z0-9]+", title.lower()):
+                h = zlib.crc32(word.encode())
+                row[h % dim] += 1.0 if (h >> 16) & 1 else -1.0
+            tokens.append(token)
+            rows.append(row / max(np.linalg.norm(row), 1e-9))
+    return tokens, np.array(rows)
+
+
+@pytest.fixture(scope="module")
+def games_words(tmp_path_factory):
+    """The whole 500-user Games slice with `Games.words.feat`: hashed title words."""
+    root = write_slice(str(tmp_path_factory.mktemp("data")), "Games", 500)
+    folder = os.path.join(root, "Games")
+    write_feat(feat_path(folder, "Games", "words"), *title_words_table(
+        os.path.join(folder, "Games.item")))
+    return root
+
+
+@pytest.fixture
+def one_thread():
+    """Small models train faster on one thread (more only contend); restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("model, settings", [
+    ("TextGRU4Rec", {"adapter_type": "linear"}),
+    ("TextSASRec", {"adapter_type": "mlp", "adapter_hidden_size": 48}),
+])
+def test_trains_end_to_end_and_beats_a_random_ranking(model, settings, games_words, tmp_path,
+                                                       one_thread):
+    config, cls = build_config(model, "Games", config_dict={
+        **SMALL, "num_layers": 1, "text_emb": "words", "learning_rate": 0.005, "epochs": 5,
+        "stopping_step": 100, "data_path": games_words, "checkpoint_dir": str(tmp_path),
+        **settings})
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    net = cls(config, train._dataset)
+    table = net.item_embedding
+    frozen = table.text_emb.clone()
+    adapter = {k: v.clone() for k, v in table.adapter.state_dict().items()}
+    trainer = get_trainer(config["MODEL_TYPE"], model)(config, net)
+    trainer.fit(train, valid, saved=False, show_progress=False)
+    losses = [trainer.train_loss_dict[e] for e in range(5)]
+    assert losses[-1] < 0.96 * losses[0], losses
+    result = trainer.evaluate(test, load_best_model=False)
+    chance = random_recall(dataset, 20)
+    assert 0.005 < chance < 0.02
+    assert result["recall@20"] > 3 * chance, (dict(result), chance)
+    assert torch.equal(table.text_emb, frozen)  # the text table is never trained
+    changed = [k for k, v in table.adapter.state_dict().items() if not torch.equal(v, adapter[k])]
+    assert changed == list(adapter)  # every adapter tensor was trained

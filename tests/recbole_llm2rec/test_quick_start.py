@@ -12,7 +12,9 @@ from pretrain.extract import ensure_feat
 from recbole_llm2rec import TextSASRec
 from recbole_llm2rec.compat import get_trainer
 from recbole_llm2rec.feat import read_feat
-from recbole_llm2rec.quick_start import build_config, props_files, resolve_model, run
+from chance import random_recall
+from recbole_llm2rec.quick_start import (build_config, load_data_and_model, props_files,
+                                         resolve_model, run)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # a small model, and only the users with fewer than 40 ratings (~1/3 of them): a short run
@@ -64,12 +66,22 @@ def test_text_sasrec_trains_and_reloads_its_best_checkpoint(ml100k, tmp_path):
                        ckpt["state_dict"]["item_embedding.adapter.linear.weight"])
 
 
-def test_builtin_sasrec_runs_through_the_same_runner(ml100k, tmp_path):
+def test_builtin_sasrec_beats_popularity_and_its_checkpoint_reproduces_the_test(ml100k, tmp_path):
     root, _ = ml100k
-    result = run("SASRec", "ml-100k", config_dict={
-        **FAST, "epochs": 1, "data_path": root, "checkpoint_dir": str(tmp_path)})
-    assert result["test_result"]["recall@20"] > 0
+    settings = {**FAST, "data_path": root, "checkpoint_dir": str(tmp_path)}
+    result = run("SASRec", "ml-100k", config_dict=settings)
     assert result["config"]["MAX_ITEM_LIST_LENGTH"] == 10  # our props, not RecBole's 50
+    test = result["test_result"]
+    # bars computed on the same data: a random ranking, and RecBole's Pop through the same runner
+    pop = run("Pop", "ml-100k", config_dict={**settings, "epochs": 1})["test_result"]
+    config, model, dataset, _, _, test_data = load_data_and_model(result["model_file"])
+    chance = random_recall(dataset, 20)
+    assert test["recall@20"] > 3 * chance, (dict(test), chance)
+    assert test["recall@20"] > 1.5 * pop["recall@20"] and test["ndcg@20"] > 1.5 * pop["ndcg@20"]
+    # the best checkpoint, reloaded alone, gives exactly the reported test metrics
+    retested = get_trainer(config["MODEL_TYPE"], "SASRec")(config, model).evaluate(
+        test_data, load_best_model=False)
+    assert dict(retested) == dict(test)
 
 
 def test_props_layering_and_precedence():

@@ -1,9 +1,11 @@
-"""Ray Tune search: space parsing and a real 2-trial search on a slice of ml-100k (CPU)."""
+"""Ray Tune search: space parsing, bad input, the resume manifest and a real 2-trial search on
+a slice of Games (CPU)."""
 import glob
 import importlib.util
 import json
 import math
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -15,7 +17,10 @@ import pytest
 import yaml
 
 import slices
+from recbole_llm2rec.errors import InputError, cli_main
 from recbole_llm2rec.tune import TuneError, load_space, main, parse_overrides, to_tune_space
+from recbole_llm2rec.tune import integrity
+from recbole_llm2rec.tune.cli import PROG
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,21 +43,25 @@ def test_space_parses_the_four_distributions(tmp_path):
                      "text_emb": ("choice", ["minilm", "llm2rec"])}
 
 
-@pytest.mark.parametrize("text, message", [
-    ("lr: {logunifrom: [1.0e-4, 1.0e-2]}", "lr: unknown distribution 'logunifrom'"),
-    ("lr: {loguniform: [0, 1.0e-2]}", "lr: loguniform needs 0 < low"),
-    ("p: {uniform: [0.5, 0.1]}", "p: uniform needs low < high, got [0.5, 0.1]"),
-    ("n: {randint: [1, 2.5]}", "n: bound 2.5 is not an integer"),
-    ("n: {randint: [1]}", "n: randint needs [low, high], got [1]"),
-    ("h: {choice: []}", "h: choice needs a non-empty list"),
-    ("h: 64", "h: expected one distribution such as {choice: [a, b]}, got 64"),
-    ("- a", "expected a mapping of config keys to distributions"),
+@pytest.mark.parametrize("text, line, message", [
+    ("a: {choice: [1]}\nlr: {logunifrom: [1.0e-4, 1.0e-2]}", 2,
+     "field 'lr' = {'logunifrom': [0.0001, 0.01]}: unknown distribution 'logunifrom'"),
+    ("lr: {loguniform: [0, 1.0e-2]}", 1,
+     "lr' = {'loguniform': [0, 0.01]}: loguniform needs 0 < low"),
+    ("p: {uniform: [0.5, 0.1]}", 1, "uniform needs low < high, got [0.5, 0.1]"),
+    ("n: {randint: [1, 2.5]}", 1, "field 'n' = {'randint': [1, 2.5]}: bound 2.5 is not an integer"),
+    ("n: {randint: [1]}", 1, "randint needs [low, high], got [1]"),
+    ("h: {choice: []}", 1, "choice needs a non-empty list"),
+    ("h: 64", 1, "field 'h' = 64: expected one distribution such as {choice: [a, b]}"),
+    ("- a", None, "expected a mapping of config keys to distributions"),
+    ("a: {choice: [1]}\nlr: {loguniform: [1, 2]", 3, "not valid yaml"),
 ])
-def test_space_errors_name_the_key_and_value(tmp_path, text, message):
+def test_space_errors_name_the_file_line_key_and_value(tmp_path, text, line, message):
     path = write_space(tmp_path, text + "\n")
     with pytest.raises(TuneError, match=re.escape(message)) as err:
         load_space(path)
-    assert str(err.value).startswith(path)
+    assert isinstance(err.value, InputError) and err.value.line == line
+    assert str(err.value).startswith(path + (f":{line}" if line else ""))
 
 
 def test_randint_includes_both_bounds():
@@ -64,38 +73,57 @@ def test_randint_includes_both_bounds():
 def test_overrides_are_key_value_and_leave_trial_keys_alone():
     assert parse_overrides(["--epochs=1", "--data_path=a=b"]) == {"epochs": "1",
                                                                    "data_path": "a=b"}
-    with pytest.raises(ValueError, match="'epochs'"):
+    with pytest.raises(InputError, match="'epochs'"):
         parse_overrides(["epochs"])
-    with pytest.raises(TuneError, match="--checkpoint_dir is set by the tuner"):
+    with pytest.raises(TuneError, match="field '--checkpoint_dir' = 'x': set by the tuner"):
         parse_overrides(["--checkpoint_dir=x"])
 
 
 @pytest.fixture(scope="module")
-def ml100k_head(tmp_path_factory):
-    """The first 120 users of ml-100k (RecBole's package, converted), as data_path/ml-100k."""
-    from dataset_atomic import ml100k
-
-    full = tmp_path_factory.mktemp("full")
-    ml100k.convert(str(full))
-    return slices.write_slice(str(tmp_path_factory.mktemp("data")), "ml-100k", 120, source=str(full))
+def games(tmp_path_factory):
+    """The first 200 users of the committed Games slice, as data_path/Games."""
+    return slices.write_slice(str(tmp_path_factory.mktemp("data")), "Games", 200)
 
 
 TINY = ["--epochs=1", "--n_layers=1", "--n_heads=4", "--inner_size=32",
         "--train_batch_size=256", "--MAX_ITEM_LIST_LENGTH=10"]
 
 
-def test_unknown_key_fails_before_ray_starts(tmp_path, ml100k_head, capsys):
+def test_unknown_key_fails_before_ray_starts(tmp_path, games, capsys):
     space = write_space(tmp_path, "learing_rate: {loguniform: [1.0e-3, 1.0e-2]}\n")
     out = tmp_path / "search"
     with pytest.raises(SystemExit) as err:
-        main(["--model", "SASRec", "--dataset", "ml-100k", "--space", space,
-              "--output", str(out), f"--data_path={ml100k_head}", *TINY])
+        cli_main(main, PROG, ["--model", "SASRec", "--dataset", "Games", "--space", space,
+                              "--output", str(out), f"--data_path={games}", *TINY])
     assert err.value.code == 2
-    assert "'learing_rate' is not a config key of SASRec" in capsys.readouterr().err
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{PROG}: error: {space}: field "
+                                                   f"'learing_rate': not a config key of SASRec")
     assert not out.exists() or not os.listdir(out)
 
 
-def test_two_trial_search_writes_sorted_table_and_usable_best_config(tmp_path, ml100k_head,
+def test_missing_feat_names_the_file_and_the_command_that_builds_it(tmp_path, games):
+    space = write_space(tmp_path, "text_emb: {choice: [minilm, llm2rec]}\n")
+    with pytest.raises(TuneError) as err:
+        main(["--model", "TextSASRec", "--dataset", "Games", "--space", space,
+              "--output", str(tmp_path / "search"), f"--data_path={games}", *TINY])
+    message = str(err.value)
+    assert message.startswith(os.path.join(games, "Games", "Games.minilm.feat"))
+    assert (f"python -m pretrain.extract --model minilm --dataset Games --name minilm "
+            f"--data_path {games}/") in message
+
+
+class Pwn:
+    """Unpickling it creates the file `path` (what a planted pickle could do)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_two_trial_search_writes_sorted_table_and_usable_best_config(tmp_path, games,
                                                                      monkeypatch, capsys):
     from recbole_llm2rec.quick_start import build_config
 
@@ -103,8 +131,8 @@ def test_two_trial_search_writes_sorted_table_and_usable_best_config(tmp_path, m
     # hidden_size 18 is not a multiple of n_heads=4: with this seed the second trial fails
     space = write_space(tmp_path, "learning_rate: {loguniform: [1.0e-3, 1.0e-2]}\n"
                                   "hidden_size: {choice: [16, 18]}\n")
-    data = os.path.relpath(ml100k_head, tmp_path)
-    argv = ["--model", "SASRec", "--dataset", "ml-100k", "--space", "space.yaml",
+    data = os.path.relpath(games, tmp_path)
+    argv = ["--model", "SASRec", "--dataset", "Games", "--space", "space.yaml",
             "--num-samples", "2", "--cpus", "1", "--seed", "5", "--output", "search",
             f"--data_path={data}", *TINY]
     table = main(argv)
@@ -114,7 +142,7 @@ def test_two_trial_search_writes_sorted_table_and_usable_best_config(tmp_path, m
     ok, bad = saved.iloc[0], saved.iloc[1]
     assert ok["hidden_size"] == 16 and bad["hidden_size"] == 18
     assert "multiple of the number of attention heads" in bad["error"]
-    assert 0 < ok["valid/recall@20"] <= 1 and 0 <= ok["test/ndcg@10"] <= 1
+    assert 0 <= ok["valid/recall@20"] <= 1 and 0 <= ok["test/ndcg@10"] <= 1
     assert ok["epochs"] == 1
     assert math.isnan(bad["valid/recall@20"]) and math.isnan(bad["test/ndcg@10"])
     assert list(table["trial"]) == list(saved["trial"])
@@ -129,13 +157,56 @@ def test_two_trial_search_writes_sorted_table_and_usable_best_config(tmp_path, m
     values = yaml.safe_load(best.read_text())
     assert values["hidden_size"] == 16
     assert values["learning_rate"] == pytest.approx(ok["learning_rate"])
-    config, _ = build_config("SASRec", "ml-100k", [str(best)])
+    config, _ = build_config("SASRec", "Games", [str(best)])
     assert config["hidden_size"] == 16 and config["epochs"] == 1 and config["n_heads"] == 4
-    assert os.path.samefile(config["data_path"], os.path.join(ml100k_head, "ml-100k"))
+    assert os.path.samefile(config["data_path"], os.path.join(games, "Games"))
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(TuneError, match="already holds a search; pass --resume"):
         main(argv)
-    assert "already holds a search; pass --resume" in capsys.readouterr().err
+
+    # --resume unpickles Ray's state and the dataset cache: every such file was recorded
+    search = tmp_path / "search"
+    manifest = json.loads((search / "manifest.json").read_text())
+    assert {"ray/tuner.pkl", "dataset_cache/Games-SequentialDataset.pth"} <= set(manifest)
+    assert any(k.startswith("ray/experiment_state-") for k in manifest)
+    integrity.verify(str(search))
+    # a planted or changed pickle is refused, in one line naming it, before anything loads it
+    tuner = search / "ray" / "tuner.pkl"
+    original = tuner.read_bytes()
+    for path in (tuner, search / "dataset_cache" / "planted.pth", search / "ray" / "x.pkl"):
+        path.write_bytes(pickle.dumps(Pwn(str(tmp_path / "PWNED"))))
+        with pytest.raises(SystemExit):
+            cli_main(main, PROG, ["--output", "search", "--resume"])
+        lines = capsys.readouterr().err.splitlines()
+        assert lines[-1].startswith(f"{PROG}: error: {path}: ")
+        assert "refusing to unpickle it" in lines[-1]
+        assert not (tmp_path / "PWNED").exists()
+        if path == tuner:
+            tuner.write_bytes(original)
+        else:
+            path.unlink()
+    integrity.verify(str(search))
+
+
+def test_resume_rejects_a_damaged_search_json(tmp_path, capsys):
+    out = tmp_path / "search"
+    out.mkdir()
+    settings = {"model": "SASRec", "dataset": "Games", "config_files": [], "overrides": {},
+                "num_samples": 2, "search_alg": "random", "seed": None, "grace_period": 1,
+                "reduction_factor": 2}
+    (out / "search.json").write_text(json.dumps(settings))
+    with pytest.raises(SystemExit):
+        cli_main(main, PROG, ["--output", str(out), "--resume"])
+    assert capsys.readouterr().err == (f"{PROG}: error: {out / 'search.json'}: field 'space': "
+                                       f"missing (the file is damaged; start a new search)\n")
+    (out / "search.json").write_text(json.dumps({**settings, "space": "s.yaml",
+                                                 "num_samples": "2"}))
+    with pytest.raises(TuneError, match="field 'num_samples' = '2': wrong type"):
+        main(["--output", str(out), "--resume"])
+    (out / "search.json").write_text('{"model": "SASRec",\n "dataset": }')
+    with pytest.raises(TuneError, match="not valid JSON") as err:
+        main(["--output", str(out), "--resume"])
+    assert err.value.line == 2
 
 
 def _finished_trials(exp_dir):
@@ -157,11 +228,11 @@ def _finished_trials(exp_dir):
 
 
 @pytest.mark.slow
-def test_search_killed_with_sigkill_resumes_and_keeps_finished_trials(tmp_path, ml100k_head):
+def test_search_killed_with_sigkill_resumes_and_keeps_finished_trials(tmp_path, games):
     space = write_space(tmp_path, "learning_rate: {loguniform: [1.0e-3, 1.0e-2]}\n")
     out = tmp_path / "search"
-    argv = ["--model", "SASRec", "--dataset", "ml-100k", "--space", space, "--num-samples", "3",
-            "--cpus", "2", "--output", str(out), f"--data_path={ml100k_head}", *TINY]
+    argv = ["--model", "SASRec", "--dataset", "Games", "--space", space, "--num-samples", "3",
+            "--cpus", "2", "--output", str(out), f"--data_path={games}", *TINY]
     # its own session, so that kill -9 of the group also ends the Ray processes it started
     proc = subprocess.Popen([sys.executable, "-m", "recbole_llm2rec.tune", *argv], cwd=REPO,
                             start_new_session=True, stdout=subprocess.DEVNULL,
@@ -190,26 +261,27 @@ def test_search_killed_with_sigkill_resumes_and_keeps_finished_trials(tmp_path, 
 
 
 @pytest.mark.parametrize("model", ["TextSASRec", "TextGRU4Rec", "SASRec"])
-def test_shipped_spaces_search_config_keys_of_their_model(model, ml100k_head):
+def test_shipped_spaces_search_config_keys_of_their_model(model, games):
     from recbole_llm2rec.quick_start import build_config
 
     space = load_space(os.path.join(REPO, "props", "tune", f"{model}.yaml"))
-    config, _ = build_config(model, "ml-100k", overrides={"data_path": ml100k_head})
+    config, _ = build_config(model, "Games", overrides={"data_path": games})
     assert set(space) <= set(config.final_config_dict)
     to_tune_space(space)
 
 
 @pytest.mark.parametrize("alg, message", [
-    ("optuna", "--search-alg optuna: its package is not installed"),
-    ("gridsearch", "--search-alg 'gridsearch' is unknown; choose one of random, ax"),
+    ("optuna", "field '--search-alg' = 'optuna': its package is not installed"),
+    ("gridsearch", "field '--search-alg' = 'gridsearch': unknown; choose one of random, ax"),
 ])
 def test_search_algorithm_missing_or_unknown_is_a_one_line_error(tmp_path, capsys, alg, message):
-    pytest.importorskip("ray")
     if alg == "optuna" and importlib.util.find_spec("optuna"):
-        pytest.skip("optuna is installed here")
+        alg, message = "zoopt", message.replace("optuna", "zoopt")
     space = write_space(tmp_path, "learning_rate: {loguniform: [1.0e-3, 1.0e-2]}\n")
     with pytest.raises(SystemExit) as err:
-        main(["--model", "SASRec", "--dataset", "ml-100k", "--space", space,
-              "--search-alg", alg, "--output", str(tmp_path / "search")])
-    assert err.value.code == 2 and message in capsys.readouterr().err
+        cli_main(main, PROG, ["--model", "SASRec", "--dataset", "Games", "--space", space,
+                              "--search-alg", alg, "--output", str(tmp_path / "search")])
+    assert err.value.code == 2
+    text = capsys.readouterr().err
+    assert text.startswith(f"{PROG}: error: {message}") and text.count("\n") == 1
     assert not (tmp_path / "search").exists()
