@@ -68,22 +68,17 @@ def rewrite(path, edit):
         fh.writelines(edit(lines))
 
 
-def test_header_without_types(games, capsys):
+@pytest.mark.parametrize("case, edit, expected", [
+    ("header without types", lambda lines: [b"user_id\titem_id\ttimestamp\n"] + lines[1:],
+     "field 'user_id': header field has no ':type' suffix"),
+    ("header and no rows", lambda lines: lines[:1], "the file has a header but no rows"),
+])
+def test_inter_header_problems_fail_validator_and_run_alike(games, capsys, case, edit, expected):
     root, folder = games
     inter = os.path.join(folder, "Games.inter")
-    rewrite(inter, lambda lines: [b"user_id\titem_id\ttimestamp\n"] + lines[1:])
-    expected = f"{inter}:1: field 'user_id': header field has no ':type' suffix"
-    assert expected in validator(folder, capsys)
-    assert expected in runner(root, capsys)
-
-
-def test_inter_with_a_header_and_no_rows(games, capsys):
-    root, folder = games
-    inter = os.path.join(folder, "Games.inter")
-    rewrite(inter, lambda lines: lines[:1])
-    expected = f"{inter}:1: the file has a header but no rows"
-    assert expected in validator(folder, capsys)
-    assert expected in runner(root, capsys)
+    rewrite(inter, edit)
+    assert f"{inter}:1: {expected}" in validator(folder, capsys)
+    assert f"{inter}:1: {expected}" in runner(root, capsys)
 
 
 def test_non_utf8_byte_in_item(games, capsys):
