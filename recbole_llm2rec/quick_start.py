@@ -94,7 +94,7 @@ def check_yaml_file(path):
         raise InputError("config file not found", path)
     try:
         with open(path, encoding="utf-8") as fh:
-            values = yaml.safe_load(fh)
+            values = yaml.load(fh, Loader=yaml.FullLoader)  # the loader RecBole uses next
     except UnicodeDecodeError as err:
         raise InputError(f"not UTF-8 ({err.reason})", path) from None
     except yaml.YAMLError as err:
