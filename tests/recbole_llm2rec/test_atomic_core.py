@@ -1,4 +1,5 @@
-"""The one atomic-file reader and writer (`recbole_llm2rec.atomic`), on a real Games slice."""
+"""The one atomic-file reader and writer (`recbole_llm2rec.atomic`; named apart from
+tests/dataset_atomic/test_atomic.py), on a real Games slice."""
 import os
 
 import pytest
