@@ -2,9 +2,10 @@
 
 An atomic file is UTF-8 text: a header of tab-separated `name:type` fields (`type` one of
 RecBole's token, token_seq, float, float_seq), then one row per line with one value per field.
-The reader checks what RecBole would otherwise trip over later with a message that names
-nothing: every problem is an `InputError` (or the subclass the caller passes) naming the
-file, line, field and value. Standard library only: `pretrain` and `dataset_atomic` share it.
+The reader checks what RecBole would otherwise trip over later, with messages that name no file
+("not enough values to unpack", "Some feat is empty"): every problem is an `InputError` (or the
+subclass the caller passes) naming the file, line, field and value. Standard library only:
+`pretrain` and `dataset_atomic` share it with the runner.
 """
 import collections
 import contextlib
