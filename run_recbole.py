@@ -4,20 +4,43 @@
     python run_recbole.py --model=SASRec --dataset=Games --data_path=dataset/
     python run_recbole.py --model=TextSASRec --dataset=Games --config_files="a.yaml b.yaml" --text_emb=llm2rec
 
-Any other `--key=value` is a RecBole property override (highest precedence).
+Any other `--key=value` is a RecBole property override (highest precedence). This entry script
+also bootstraps the embedded default: ml-100k converted from RecBole's package, and the default
+embedder's `.feat`, built on first use (the `recbole_llm2rec` package itself never does).
 """
 import argparse
+import os
 import sys
+
+from recbole_llm2rec.errors import cli_main
+
+PROG = "run_recbole.py"
+
+
+def bootstrap(model, config):
+    """Build what the run needs and can be made here: ml-100k's atomic files (from RecBole's
+    package) and, for the plugin's models, the default embedder's `.feat`."""
+    from dataset_atomic import ml100k
+    from pretrain.extract import ensure_feat
+    from recbole_llm2rec import MODELS
+    from recbole_llm2rec.quick_start import check_data, check_data_path
+
+    if config["dataset"] == ml100k.NAME:
+        root = os.path.dirname(config["data_path"])
+        check_data_path(root)
+        ml100k.convert(root)
+    check_data(config)  # bad data is reported before minutes of embedding
+    if model in MODELS:
+        ensure_feat(config["data_path"], config["dataset"], config["text_emb"])
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--model", "-m", default="TextSASRec", help="model name")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name")
     parser.add_argument("--config_files", default="", help="space-separated yaml files")
     args, rest = parser.parse_known_args(argv)
 
-    from recbole_llm2rec import MODELS
     from recbole_llm2rec.quick_start import build_config, parse_overrides, run
 
     try:
@@ -26,12 +49,8 @@ def main(argv=None):
         parser.error(str(err))
 
     config_files = args.config_files.split()
-    if args.model in MODELS:
-        # the embedded default: build the default embedder's .feat on first use
-        from pretrain.extract import ensure_feat
-
-        config, _ = build_config(args.model, args.dataset, config_files, overrides=overrides)
-        ensure_feat(config["data_path"], config["dataset"], config["text_emb"])
+    config, _ = build_config(args.model, args.dataset, config_files, overrides=overrides)
+    bootstrap(args.model, config)
     result = run(args.model, args.dataset, config_files, overrides=overrides)
     metrics = "  ".join(f"{k}: {v:.4f}" for k, v in result["test_result"].items())
     print(f"{args.model} on {args.dataset} test: {metrics}")
@@ -39,7 +58,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except (ValueError, FileNotFoundError) as err:  # bad input: one clear line, no traceback
-        sys.exit(f"run_recbole.py: error: {err}")
+    cli_main(main, PROG, sys.argv[1:])

@@ -4,8 +4,8 @@ import os
 import sys
 
 from dataset_atomic import amazon2023, atomic, llm2rec_csv, llm2rec_downstream, ml100k, sample
-from dataset_atomic.atomic_files import ConvertError
 from dataset_atomic.validate import format_problem, stats_table, validate
+from recbole_llm2rec.errors import cli_main
 
 SHOWN_PROBLEMS = 20
 
@@ -92,14 +92,11 @@ def convert(args):
 
 
 def main(argv=None):
-    """Entry point. Returns 0 when the dataset has no problems, 1 when it has, 2 on bad input."""
+    """Entry point. Returns 0 when the dataset has no problems, 1 when it has; bad input raises
+    ConvertError (one line and exit status 2 through `cli_main`)."""
     args = build_parser().parse_args(argv)
-    try:
-        folder, name, counts = convert(args)
-        report = validate(folder, name)
-    except ConvertError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    folder, name, counts = convert(args)
+    report = validate(folder, name)
     if counts:
         print("conversion: " + ", ".join(f"{k}={v:,}" for k, v in sorted(counts.items())))
     for problem in report.problems[:SHOWN_PROBLEMS]:
@@ -112,4 +109,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main, "python -m dataset_atomic", sys.argv[1:]))

@@ -18,9 +18,9 @@ import shutil
 
 from tqdm import tqdm
 
-from dataset_atomic.atomic_files import (BadLines, ConvertError, atomic_write_text, clean_title,
-                                         is_token, natural_key, open_source, output_files, write_inter,
-                                         write_item)
+from dataset_atomic.atomic_files import (BadLines, ConvertError, clean_title, is_token, natural_key,
+                                         open_source, output_files, write_inter, write_item)
+from recbole_llm2rec.atomic import atomic_write_text
 
 WORK = ".amazon2023-work"
 
@@ -32,7 +32,8 @@ def parse_day(option, text):
     try:
         day = datetime.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=datetime.timezone.utc)
     except ValueError:
-        raise ConvertError(f"{option}: {text!r} is not a date like 2023-10-01") from None
+        raise ConvertError("not a date like 2023-10-01", field=option.lstrip("-"),
+                           value=text) from None
     return int(day.timestamp()) * 1000
 
 
@@ -158,7 +159,7 @@ def _allow_open_files(needed):
         return
     if hard != resource.RLIM_INFINITY and hard < needed:
         raise ConvertError(f"merging needs {needed} open files but the limit is {hard}; "
-                           f"run again with a larger --chunk_lines")
+                           f"run again with a larger --chunk_lines", field="chunk_lines")
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
@@ -251,15 +252,15 @@ def convert(reviews, meta, out_dir, name, k=5, start=None, end=None, max_title_w
     """
     start_ms, end_ms = parse_day("--start", start), parse_day("--end", end)
     if start_ms is not None and end_ms is not None and start_ms >= end_ms:
-        raise ConvertError(f"--start {start} must be before --end {end}")
+        raise ConvertError(f"must be before --end {end}", field="start", value=start)
     if not isinstance(k, int) or k < 1:
-        raise ConvertError(f"--k must be a positive integer, got {k!r}")
+        raise ConvertError("must be a positive integer", field="k", value=k)
     if max_title_words is not None and max_title_words < 1:
-        raise ConvertError(f"--max_title_words must be positive, got {max_title_words!r}")
+        raise ConvertError("must be positive", field="max_title_words", value=max_title_words)
     text_fields = list(text_fields)
     for field in text_fields:
         if not field.isidentifier() or field in ("item_id", "title") or text_fields.count(field) > 1:
-            raise ConvertError(f"--text_fields: {field!r} is not a usable extra column name")
+            raise ConvertError("not a usable extra column name", field="text_fields", value=field)
     for path in (reviews, meta):
         open_source(path).close()
     folder, inter_path, item_path = output_files(out_dir, name, overwrite)

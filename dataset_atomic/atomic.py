@@ -16,14 +16,15 @@ def place(src_folder, out_dir, copy=False):
     sources = [os.path.join(src_folder, f"{name}.{ext}") for ext in ("inter", "item")]
     for path in sources:
         if not os.path.isfile(path):
-            raise ConvertError(f"{path}: file not found (expected <folder>/<folder name>.inter/.item)")
+            raise ConvertError("file not found (expected <folder>/<folder name>.inter and .item)",
+                               path)
     folder, inter, item = dataset_files(out_dir, name)
     if os.path.abspath(folder) == src_folder:
         return folder
     targets = [inter, item]
     for src, dst in zip(sources, targets):
         if os.path.lexists(dst) and not _same(src, dst):
-            raise ConvertError(f"{dst}: already exists and differs from {src}; remove it first")
+            raise ConvertError(f"already exists and differs from {src}; remove it first", dst)
     os.makedirs(folder, exist_ok=True)
     for src, dst in zip(sources, targets):
         if os.path.lexists(dst):

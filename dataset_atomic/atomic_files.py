@@ -5,20 +5,21 @@ import os
 import re
 import sys
 
-from recbole_llm2rec.feat import atomic_write_text
+from recbole_llm2rec.atomic import atomic_write_text, read_header
+from recbole_llm2rec.errors import InputError
 
 INTER_FIELDS = ("user_id:token", "item_id:token", "timestamp:float")
 ITEM_FIELDS = ("item_id:token", "title:token_seq")
 
 
-class ConvertError(ValueError):
-    """A source file cannot be converted; the message names the file, line and value."""
+class ConvertError(InputError):
+    """A source file cannot be converted, or a dataset is invalid (names file, line and value)."""
 
 
 def open_source(path):
     """Open a source file for reading bytes, decompressing `.gz`; a clear error if it is missing."""
     if not os.path.isfile(path):
-        raise ConvertError(f"{path}: source file not found")
+        raise ConvertError("source file not found", path)
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
@@ -45,10 +46,10 @@ def dataset_files(out_dir, name):
 def output_files(out_dir, name, overwrite=False):
     """(folder, .inter, .item) for a new dataset; refuses to replace existing files unless asked."""
     if not name or "/" in name or os.sep in name or name.startswith("."):
-        raise ConvertError(f"--name {name!r} is not a usable dataset name")
+        raise ConvertError("not a usable dataset name", field="name", value=name)
     folder, inter, item = dataset_files(out_dir, name)
     if not overwrite and (os.path.exists(inter) or os.path.exists(item)):
-        raise ConvertError(f"{folder}: dataset files already exist; pass --overwrite to replace them")
+        raise ConvertError("dataset files already exist; pass --overwrite to replace them", folder)
     return folder, inter, item
 
 
@@ -110,10 +111,11 @@ def is_token(value):
     return isinstance(value, str) and value != "" and value.split() == [value]
 
 
-def check_token(path, kind, token):
+def check_token(path, line, kind, token):
     """Raise ConvertError unless `token` is a usable id (see `is_token`)."""
     if not is_token(token):
-        raise ConvertError(f"{path}: {kind} {token!r} is empty or contains whitespace")
+        raise ConvertError("id is empty or contains whitespace", path, line, field=kind,
+                           value=token)
 
 
 def write_inter(path, rows):
@@ -154,7 +156,11 @@ def has_dataset(out_dir, name):
     for path, fields in ((inter, INTER_FIELDS), (item, ITEM_FIELDS)):
         if not os.path.isfile(path):
             return False
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            if tuple(fh.readline().rstrip("\r\n").split("\t")) != fields:
+        with open(path, "rb") as fh:
+            try:
+                header = read_header(path, fh.readline())
+            except InputError:
                 return False
+        if tuple(f"{n}:{t}" for n, t in zip(header.names, header.types)) != fields:
+            return False
     return True

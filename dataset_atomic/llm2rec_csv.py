@@ -27,7 +27,7 @@ def _list(path, lineno, column, text):
     except (ValueError, SyntaxError):
         value = None
     if not isinstance(value, (list, tuple)):
-        raise ConvertError(f"{path}:{lineno}: column {column!r} is not a list literal: {text[:80]!r}")
+        raise ConvertError("not a list literal", path, lineno, field=column, value=text)
     return [str(v) for v in value]
 
 
@@ -39,23 +39,24 @@ def _read_rows(path):
         fields = reader.fieldnames or []
         missing = [c for c in NEEDED if c not in fields]
         if missing:
-            raise ConvertError(f"{path}: header lacks columns {missing} (has {fields})")
+            raise ConvertError(f"header lacks columns {missing} (has {fields})", path, 1)
         pairs = [pair for pair in TOKEN_COLUMNS if pair[0] in fields]
         if not pairs:
-            raise ConvertError(f"{path}: header has no item id column (item_asin or item_id): {fields}")
+            raise ConvertError(f"header has no item id column (item_asin or item_id): {fields}",
+                               path, 1)
         target_col, history_col = pairs[0]
         if history_col not in fields:
-            raise ConvertError(f"{path}: has {target_col!r} but no {history_col!r} column")
+            raise ConvertError(f"has {target_col!r} but no {history_col!r} column", path, 1)
         for row in tqdm(reader, desc=path, unit=" rows", mininterval=2):
             lineno = reader.line_num
             if None in row or any(row[c] is None for c in NEEDED):
-                raise ConvertError(f"{path}:{lineno}: wrong number of columns")
+                raise ConvertError("wrong number of columns", path, lineno)
             items = _list(path, lineno, history_col, row[history_col])
             titles = _list(path, lineno, "history_item_title", row["history_item_title"])
             stamps = _list(path, lineno, "history_timestamp", row["history_timestamp"])
             if not len(items) == len(titles) == len(stamps):
-                raise ConvertError(f"{path}:{lineno}: history lists differ in length "
-                                   f"({len(items)} items, {len(titles)} titles, {len(stamps)} times)")
+                raise ConvertError(f"history lists differ in length ({len(items)} items, "
+                                   f"{len(titles)} titles, {len(stamps)} times)", path, lineno)
             stamps = [_number(path, lineno, t) for t in stamps + [row["timestamp"]]]
             history = list(zip(items, titles, stamps))
             yield lineno, row["user_id"], history, (row[target_col], row["item_title"], stamps[-1])
@@ -65,15 +66,16 @@ def _number(path, lineno, text):
     try:
         return float(text)
     except ValueError:
-        raise ConvertError(f"{path}:{lineno}: timestamp {text!r} is not a number") from None
+        raise ConvertError("not a number", path, lineno, field="timestamp", value=text) from None
 
 
-def _chain(user, rows, where):
+def _chain(user, rows):
     """A user's full sequence [(item, title, ts)] from its prefix rows (see module docstring)."""
     rows = sorted(rows, key=lambda r: len(r[1]))
     if len(rows[0][1]) != 1:
-        raise ConvertError(f"{where[rows[0][0]]}: user {user!r}: the earliest row has "
-                           f"{len(rows[0][1])} history items, expected 1 (are all split files given?)")
+        raise ConvertError(f"the user's earliest row has {len(rows[0][1])} history items, "
+                           f"expected 1 (are all split files given?)", *rows[0][0],
+                           field="user_id", value=user)
     seq = list(rows[0][1])
     pending = collections.defaultdict(list)  # history items -> rows waiting for that prefix
     for row in rows:
@@ -83,8 +85,8 @@ def _chain(user, rows, where):
         candidates = pending.get(key)
         if not candidates:
             row = next(iter(pending.values()))[0]
-            raise ConvertError(f"{where[row[0]]}: user {user!r}: this row's history does not follow "
-                               f"the user's other rows (are all split files given?)")
+            raise ConvertError("this row's history does not follow the user's other rows (are all "
+                               "split files given?)", *row[0], field="user_id", value=user)
         row = min(candidates, key=lambda r: r[2][2])
         candidates.remove(row)
         if not candidates:
@@ -96,12 +98,12 @@ def _chain(user, rows, where):
 def convert(csv_paths, out_dir, name, timestamp_unit="auto", overwrite=False):
     """Rebuild `<out_dir>/<name>/` from the split CSV files. Returns (folder, counts dict)."""
     if timestamp_unit not in ("auto", "s", "ms"):
-        raise ConvertError(f"--timestamp_unit must be auto, s or ms, got {timestamp_unit!r}")
+        raise ConvertError("must be auto, s or ms", field="timestamp_unit", value=timestamp_unit)
     folder, inter_path, item_path = output_files(out_dir, name, overwrite)
     for path in csv_paths:
         open_source(path).close()
-    by_user, where, titles, seen = collections.defaultdict(list), {}, {}, set()
-    duplicates = 0
+    by_user, titles, seen = collections.defaultdict(list), {}, set()
+    duplicates = rows_read = 0
     for path in csv_paths:
         for lineno, user, history, target in _read_rows(path):
             key = (user, tuple(history), target)
@@ -109,25 +111,25 @@ def convert(csv_paths, out_dir, name, timestamp_unit="auto", overwrite=False):
                 duplicates += 1  # the same prefix row given twice (e.g. in two split files)
                 continue
             seen.add(key)
+            rows_read += 1
             ref = (path, lineno)
-            where[ref] = f"{path}:{lineno}"
-            check_token(where[ref], "user", user)
+            check_token(*ref, "user_id", user)
             for item, title, _ in history + [target]:
-                check_token(where[ref], "item", item)
+                check_token(*ref, "item_id", item)
                 title = clean_title(title)
                 if not title:
-                    raise ConvertError(f"{where[ref]}: item {item!r} has an empty title")
+                    raise ConvertError(f"item {item!r} has an empty title", *ref)
                 if titles.setdefault(item, title) != title:
-                    raise ConvertError(f"{where[ref]}: item {item!r} has title {title!r}, elsewhere "
-                                       f"{titles[item]!r}")
+                    raise ConvertError(f"item {item!r} has this title, elsewhere {titles[item]!r}",
+                                       *ref, value=title)
             by_user[user].append((ref, history, target))
     rows = []
     for user, user_rows in by_user.items():
-        rows.extend((user, item, stamp) for item, _, stamp in _chain(user, user_rows, where))
+        rows.extend((user, item, stamp) for item, _, stamp in _chain(user, user_rows))
     # 'auto': values above 1e11 (year 5138 in seconds) are milliseconds
     if timestamp_unit == "ms" or (timestamp_unit == "auto" and rows and max(r[2] for r in rows) > 1e11):
         rows = [(user, item, stamp / 1000) for user, item, stamp in rows]
     write_item(item_path, titles.items())
     kept = write_inter(inter_path, sort_interactions(rows))
-    return folder, {"rows": len(where) + duplicates, "duplicate_rows": duplicates,
+    return folder, {"rows": rows_read + duplicates, "duplicate_rows": duplicates,
                     "users": len(by_user), "items": len(titles), "interactions": kept}

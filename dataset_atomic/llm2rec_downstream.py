@@ -18,15 +18,17 @@ def _titles(path):
         try:
             data = json.loads(fh.read().decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as err:
-            raise ConvertError(f"{path}: not a UTF-8 JSON object ({err})") from None
+            raise ConvertError(f"not a UTF-8 JSON object ({err})", path) from None
     if not isinstance(data, dict):
-        raise ConvertError(f"{path}: expected a JSON object {{item id: title}}, got {type(data).__name__}")
+        raise ConvertError(f"expected a JSON object {{item id: title}}, got {type(data).__name__}",
+                           path)
     titles = {}
     for item, title in data.items():
-        check_token(path, "item", item)
+        check_token(path, None, "item", item)
         title = clean_title(title) if isinstance(title, str) else ""
         if not title:
-            raise ConvertError(f"{path}: item {item!r} has an empty or non-text title: {data[item]!r}")
+            raise ConvertError(f"item {item!r} has an empty or non-text title", path,
+                               value=data[item])
         titles[item] = title
     return titles
 
@@ -44,10 +46,11 @@ def convert(source_dir, out_dir, name, sequences="data.txt", overwrite=False):
             try:
                 items = raw.decode("utf-8").split()
             except UnicodeDecodeError:
-                raise ConvertError(f"{seq_path}:{lineno}: non-UTF-8 bytes: {raw[:80]!r}") from None
+                raise ConvertError("not UTF-8", seq_path, lineno, value=raw[:80]) from None
             for item in items:
                 if item not in titles:
-                    raise ConvertError(f"{seq_path}:{lineno}: item {item!r} is not in {titles_path}")
+                    raise ConvertError(f"item is not in {titles_path}", seq_path, lineno,
+                                       value=item)
             used.update(items)
             rows.extend((f"u{lineno}", item, position) for position, item in enumerate(items))
     write_item(item_path, ((item, titles[item]) for item in used))

@@ -5,9 +5,10 @@ import recbole
 
 from dataset_atomic.atomic_files import (ConvertError, check_token, clean_title, dataset_files,
                                          has_dataset, sort_interactions, write_inter, write_item)
-from pretrain.common import read_atomic_header, read_item_titles
+from recbole_llm2rec.atomic import atomic_rows
 
 NAME = "ml-100k"
+TITLE = "movie_title"
 
 
 def source_dir():
@@ -15,24 +16,18 @@ def source_dir():
     return os.path.join(os.path.dirname(recbole.__file__), "dataset_example", NAME)
 
 
-def _read_interactions(path):
-    """Yield (line number, user, item, timestamp text) from RecBole's ml-100k `.inter`."""
-    if not os.path.isfile(path):
-        raise ConvertError(f"{path}: file not found (is recbole installed completely?)")
-    with open(path, encoding="utf-8") as fh:
-        fields = read_atomic_header(path, fh)
-        missing = [f for f in ("user_id", "item_id", "timestamp") if f not in fields]
-        if missing:
-            raise ConvertError(f"{path}: header lacks fields {missing} (has {sorted(fields)})")
-        cols = [fields["user_id"], fields["item_id"], fields["timestamp"]]
-        for lineno, line in enumerate(fh, start=2):
-            values = line.rstrip("\r\n").split("\t")
-            if values == [""]:
-                continue
-            if len(values) != len(fields):
-                raise ConvertError(f"{path}:{lineno}: expected {len(fields)} fields, got "
-                                   f"{len(values)}: {line[:80]!r}")
-            yield (lineno, *(values[c] for c in cols))
+def _read_titles(path):
+    """[(item, cleaned title)] of RecBole's ml-100k `.item`, in file order."""
+    items = {}
+    with atomic_rows(path, ["item_id", TITLE], ConvertError, non_empty=["item_id"]) as (_, rows):
+        for row in rows:
+            item, title = row.values["item_id"], clean_title(row.values[TITLE])
+            if not title:
+                raise ConvertError("empty title", path, row.line, field=TITLE, value=title)
+            if item in items:
+                raise ConvertError("item given twice", path, row.line, field="item_id", value=item)
+            items[item] = title
+    return list(items.items())
 
 
 def convert(out_dir, src_dir=None):
@@ -42,19 +37,18 @@ def convert(out_dir, src_dir=None):
         return folder
     src = src_dir or source_dir()
     src_inter, src_item = (os.path.join(src, f"{NAME}.{ext}") for ext in ("inter", "item"))
-    tokens, titles = read_item_titles(src_item, title_field="movie_title")
-    items = [(item, clean_title(title)) for item, title in zip(tokens, titles)]
-    known = set(tokens)
+    items = _read_titles(src_item)
+    known = {item for item, _ in items}
     rows = []
-    for lineno, user, item, ts in _read_interactions(src_inter):
-        check_token(f"{src_inter}:{lineno}", "user", user)
-        if item not in known:
-            raise ConvertError(f"{src_inter}:{lineno}: item {item!r} is not in {src_item}")
-        try:
-            seconds = float(ts)
-        except ValueError:
-            raise ConvertError(f"{src_inter}:{lineno}: timestamp {ts!r} is not a number") from None
-        rows.append((user, item, seconds))
+    needed = ["user_id", "item_id", "timestamp"]
+    with atomic_rows(src_inter, needed, ConvertError, non_empty=needed) as (_, lines):
+        for row in lines:
+            user, item, ts = (row.values[f] for f in needed)
+            check_token(src_inter, row.line, "user_id", user)
+            if item not in known:
+                raise ConvertError(f"item is not in {src_item}", src_inter, row.line,
+                                   field="item_id", value=item)
+            rows.append((user, item, float(ts)))
     write_item(item_path, items)
     write_inter(inter_path, sort_interactions(rows))
     return folder

@@ -4,140 +4,126 @@ Every problem names the file, line and value. Problems marked fixable are ones t
 repair (HTML entities, whitespace, a leading double quote); readers never repair them silently.
 """
 import collections
-import math
 import os
 
 from dataset_atomic.atomic_files import ConvertError, clean_text, is_token, quote_safe
+from recbole_llm2rec.atomic import (atomic_rows, is_number, missing_items_error,
+                                    short_users_warning)
 
 # Strings pandas reads as NaN even with dtype=str (RecBole loads atomic files with pandas).
 PANDAS_NA = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
              "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
 
-Problem = collections.namedtuple("Problem", "path line message value fixable")
 Report = collections.namedtuple("Report", "problems stats")
 
 
+class Problem(ConvertError):
+    """One problem of a dataset (`path`, `line`, `field`, `value`); `fixable` ones are repaired
+    by the converters."""
+    fixable = False
+
+
 def format_problem(p):
-    """One line `file:line: message: value` (value shortened)."""
-    value = p.value if len(p.value) <= 80 else p.value[:77] + "..."
-    return f"{p.path}:{p.line}: {p.message}{' (fixable)' if p.fixable else ''}: {value!r}"
+    """One line `file:line: field = value: message`, as every entry point prints bad input."""
+    return str(p)
 
 
-def _lines(path, problems):
-    """Yield (line number, text without the line end); records undecodable lines as problems."""
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            raw = raw[:-1] if raw.endswith(b"\n") else raw
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                bad = raw[max(err.start - 10, 0):err.end + 10]
-                problems.append(Problem(path, lineno, "non-UTF-8 bytes", repr(bad), False))
-                line = raw.decode("utf-8", errors="replace")
-            if "\r" in line:
-                problems.append(Problem(path, lineno, "carriage return in line", line, False))
-                line = line.replace("\r", "")
-            yield lineno, line
+def _add(problems, message, path, line, value, field=None, fixable=False):
+    problem = Problem(message + (" (fixable by the converters)" if fixable else ""), path, line,
+                      field=field, value=value)
+    problem.fixable = fixable
+    problems.append(problem)
 
 
-def _rows(path, required, problems):
-    """Yield (line number, {field: value}) for rows with the header's number of fields."""
-    lines = _lines(path, problems)
-    try:
-        _, header = next(lines)
-    except StopIteration:
-        raise ConvertError(f"{path}: empty file, expected a RecBole atomic header") from None
-    names = [col.split(":", 1)[0] for col in header.split("\t")]
-    missing = [f for f in required if f not in names]
-    if missing:
-        raise ConvertError(f"{path}:1: header lacks fields {missing}: {header!r}")
-    for lineno, line in lines:
-        if not line:
-            continue
-        cols = line.split("\t")
-        if len(cols) != len(names):
-            problems.append(Problem(path, lineno, f"expected {len(names)} tab-separated fields, "
-                                    f"got {len(cols)} (tab or newline inside a field?)", line, False))
-            continue
-        yield lineno, dict(zip(names, cols))
-
-
-def _check_token(path, lineno, kind, token, problems):
+def _check_token(path, lineno, field, token, problems):
     if not is_token(token):
-        problems.append(Problem(path, lineno, f"{kind} id is empty or has spaces", token, False))
+        _add(problems, "id has spaces", path, lineno, token, field)
     elif token in PANDAS_NA:
-        problems.append(Problem(path, lineno, f"{kind} id reads as missing in pandas", token, False))
+        _add(problems, "id reads as missing in pandas", path, lineno, token, field)
 
 
 def validate(folder, name, title_field="title", min_user_inters=3):
-    """Check `<folder>/<name>.{inter,item}`. Returns Report(problems list, stats dict)."""
+    """Check `<folder>/<name>.{inter,item}`. Returns Report(problems list, stats dict).
+
+    Rows are read by `recbole_llm2rec.atomic` (the reader extraction and the runner use), so
+    a bad header, an empty file or one without rows raises; bad rows are reported.
+    """
     inter_path = os.path.join(folder, f"{name}.inter")
     item_path = os.path.join(folder, f"{name}.item")
     for path in (inter_path, item_path):
         if not os.path.isfile(path):
-            raise ConvertError(f"{path}: file not found")
+            raise ConvertError("file not found", path)
     problems = []
     item_line, title_words = {}, 0
-    for lineno, row in _rows(item_path, ["item_id", title_field], problems):
-        item, title = row["item_id"], row[title_field]
-        _check_token(item_path, lineno, "item", item, problems)
-        if item in item_line:
-            problems.append(Problem(item_path, lineno, f"duplicate item row (first on line "
-                                    f"{item_line[item]})", item, False))
-            continue
-        item_line[item] = lineno
-        title_words += len(title.split())
-        if not title.strip():
-            problems.append(Problem(item_path, lineno, "empty or whitespace-only title", title, False))
-        elif title in PANDAS_NA:
-            problems.append(Problem(item_path, lineno, "title reads as missing in pandas", title, False))
-        elif clean_text(title) != title:
-            problems.append(Problem(item_path, lineno, "title has HTML entities or extra whitespace",
-                                    title, True))
-        elif quote_safe(title) != title:
-            problems.append(Problem(item_path, lineno, "title starts with '\"', which RecBole's "
-                                    "pandas reader takes for a quoted field", title, True))
+    with atomic_rows(item_path, ["item_id", title_field], Problem, problems,
+                     non_empty=["item_id"]) as (_, rows):
+        for row in rows:
+            lineno, item, title = row.line, row.values["item_id"], row.values[title_field]
+            _check_carriage_return(item_path, row, problems)
+            _check_token(item_path, lineno, "item_id", item, problems)
+            if item in item_line:
+                _add(problems, f"duplicate item row (first on line {item_line[item]})",
+                     item_path, lineno, item, "item_id")
+                continue
+            item_line[item] = lineno
+            title_words += len(title.split())
+            if not title.strip():
+                _add(problems, "empty or whitespace-only title", item_path, lineno, title,
+                     title_field)
+            elif title in PANDAS_NA:
+                _add(problems, "title reads as missing in pandas", item_path, lineno, title,
+                     title_field)
+            elif clean_text(title) != title:
+                _add(problems, "title has HTML entities or extra whitespace", item_path, lineno,
+                     title, title_field, fixable=True)
+            elif quote_safe(title) != title:
+                _add(problems, "title starts with '\"', which RecBole's pandas reader takes "
+                     "for a quoted field", item_path, lineno, title, title_field, fixable=True)
 
-    user_count, user_first, items_seen = collections.Counter(), {}, set()
+    user_count, user_first, items_seen, missing = collections.Counter(), {}, set(), {}
     prev_user, prev_time, interactions = None, None, 0
-    for lineno, row in _rows(inter_path, ["user_id", "item_id", "timestamp"], problems):
-        user, item, stamp = row["user_id"], row["item_id"], row["timestamp"]
-        interactions += 1
-        _check_token(inter_path, lineno, "user", user, problems)
-        if item not in item_line:
-            problems.append(Problem(inter_path, lineno, f"item missing from {os.path.basename(item_path)}",
-                                    item, False))
-        items_seen.add(item)
-        try:
-            seconds = float(stamp)
-            if not math.isfinite(seconds):
-                raise ValueError(stamp)
-        except ValueError:
-            problems.append(Problem(inter_path, lineno, "non-numeric timestamp", stamp, False))
-            seconds = None
-        if user != prev_user:
-            if user in user_first:
-                problems.append(Problem(inter_path, lineno, f"user's rows are not contiguous (also on "
-                                        f"line {user_first[user]})", user, False))
-            else:
-                user_first[user] = lineno
-            prev_time = None
-        elif seconds is not None and prev_time is not None and seconds < prev_time:
-            problems.append(Problem(inter_path, lineno, "timestamp earlier than the user's previous "
-                                    "row (unsorted)", stamp, False))
-        user_count[user] += 1
-        prev_user = user
-        if seconds is not None:
-            prev_time = seconds
-    for user, count in user_count.items():
-        if count < min_user_inters:
-            problems.append(Problem(inter_path, user_first[user], f"user has {count} interaction(s); "
-                                    f"leave-one-out needs {min_user_inters}", user, False))
+    needed = ["user_id", "item_id", "timestamp"]
+    with atomic_rows(inter_path, needed, Problem, problems, non_empty=needed) as (_, rows):
+        for row in rows:
+            lineno = row.line
+            user, item, stamp = (row.values[f] for f in needed)
+            interactions += 1
+            _check_carriage_return(inter_path, row, problems)
+            _check_token(inter_path, lineno, "user_id", user, problems)
+            if item not in item_line:
+                missing.setdefault(item, lineno)
+            items_seen.add(item)
+            seconds = float(stamp) if is_number(stamp) else None
+            if user != prev_user:
+                if user in user_first:
+                    _add(problems, f"user's rows are not contiguous (also on line "
+                         f"{user_first[user]})", inter_path, lineno, user, "user_id")
+                else:
+                    user_first[user] = lineno
+                prev_time = None
+            elif seconds is not None and prev_time is not None and seconds < prev_time:
+                _add(problems, "timestamp earlier than the user's previous row (unsorted)",
+                     inter_path, lineno, stamp, "timestamp")
+            user_count[user] += 1
+            prev_user = user
+            if seconds is not None:
+                prev_time = seconds
+    if missing:
+        problems.append(missing_items_error(inter_path, item_path, missing, Problem))
+    short = {u: (c, user_first[u]) for u, c in user_count.items() if c < min_user_inters}
+    if short:
+        problems.append(short_users_warning(inter_path, short, len(user_count), min_user_inters,
+                                            Problem))
     problems.sort(key=lambda p: (p.path != item_path, p.line))
     stats = {"users": len(user_count), "items": len(items_seen), "interactions": interactions,
              "avg_length": interactions / max(len(user_count), 1),
              "avg_title_words": title_words / max(len(item_line), 1)}
     return Report(problems, stats)
+
+
+def _check_carriage_return(path, row, problems):
+    if "\r" in row.text.rstrip("\n"):
+        _add(problems, "carriage return in line", path, row.line, row.text.rstrip("\n"))
 
 
 def stats_table(named_stats):

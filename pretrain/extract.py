@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pretrain.common import DataError, dataset_file, read_item_titles
+from pretrain.common import dataset_file, read_item_titles
+from recbole_llm2rec.errors import InputError, cli_main
 from recbole_llm2rec.feat import FeatError, feat_path, write_feat
 
 DEFAULT_EMBEDDER = "minilm"
@@ -30,7 +31,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json", "spiece.model")
 
 
-class ModelError(ValueError):
+class ModelError(InputError):
     """A model path or alias is unusable for extraction."""
 
 
@@ -38,7 +39,8 @@ def package_folder(package, inner, pip_name):
     """Folder `inner` inside an installed (not imported) package; ModelError if not installed."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"{package}: package not installed; run: pip install {pip_name}")
+        raise ModelError(f"package not installed; run: pip install {pip_name}", field="package",
+                         value=package)
     return os.path.join(list(spec.submodule_search_locations)[0], inner)
 
 
@@ -48,15 +50,16 @@ def resolve_model(name_or_path):
         return package_folder(*ALIASES[name_or_path])
     if os.path.isdir(name_or_path):
         if not os.path.isfile(os.path.join(name_or_path, "config.json")):
-            raise ModelError(f"{name_or_path}: no config.json in this model folder")
+            raise ModelError("no config.json in this model folder", name_or_path)
         if not any(os.path.isfile(os.path.join(name_or_path, f)) for f in TOKENIZER_FILES):
-            raise ModelError(f"{name_or_path}: model folder has no tokenizer (none of "
-                             f"{', '.join(TOKENIZER_FILES)}); save it beside the weights")
+            raise ModelError(f"model folder has no tokenizer (none of "
+                             f"{', '.join(TOKENIZER_FILES)}); save it beside the weights",
+                             name_or_path)
         return name_or_path
     first = name_or_path.split("/")[0]
     if re.fullmatch(r"[\w.-]+/[\w.-]+", name_or_path) and not os.path.isdir(first):
         return name_or_path  # a hub id, resolved (or refused offline) by transformers
-    raise ModelError(f"{name_or_path}: no such model folder (aliases: {', '.join(ALIASES)})")
+    raise ModelError(f"no such model folder (aliases: {', '.join(ALIASES)})", name_or_path)
 
 
 def is_decoder_only(config):
@@ -86,7 +89,8 @@ def load_encoder(model, attention=None, dtype="auto", device=None, attn_implemen
     if dtype == "auto":
         dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
     if dtype not in DTYPES:
-        raise ModelError(f"--dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise ModelError(f"must be auto or one of {', '.join(DTYPES)}", field="dtype",
+                         value=dtype)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
@@ -103,8 +107,9 @@ def load_encoder(model, attention=None, dtype="auto", device=None, attn_implemen
         info.update(attention=attention, attn_implementation=attn_implementation)
     else:
         if attention == "causal":
-            raise ModelError(f"{model}: {config.model_type!r} is an encoder; --attention causal "
-                             f"only applies to decoder-only LLMs")
+            raise ModelError(f"{config.model_type!r} is an encoder; --attention causal only "
+                             f"applies to decoder-only LLMs", path, field="attention",
+                             value=attention)
         net = AutoModel.from_pretrained(path, config=config, torch_dtype=DTYPES[dtype])
         info.update(attention="encoder")
     return net.to(device).eval(), tokenizer, info
@@ -118,7 +123,7 @@ def pool(hidden, mask, pooling):
     if pooling == "last":
         last = mask.shape[1] - 1 - mask.flip(1).argmax(1)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    raise ModelError(f"pooling must be one of {', '.join(POOLING)}, got {pooling!r}")
+    raise ModelError(f"must be one of {', '.join(POOLING)}", field="pooling", value=pooling)
 
 
 def embed_texts(model, tokenizer, texts, pooling="mean", batch_size=32, max_length=512,
@@ -126,7 +131,7 @@ def embed_texts(model, tokenizer, texts, pooling="mean", batch_size=32, max_leng
     """Embed `texts` (N strings), longest first, under a progress bar.
     Returns (float32 [N, H], number of real tokens)."""
     if pooling not in POOLING:
-        raise ModelError(f"pooling must be one of {', '.join(POOLING)}, got {pooling!r}")
+        raise ModelError(f"must be one of {', '.join(POOLING)}", field="pooling", value=pooling)
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
     features = [{k: encoded[k][i] for k in encoded.keys()} for i in range(len(texts))]
     order = sorted(range(len(texts)), key=lambda i: -len(features[i]["input_ids"]))
@@ -158,12 +163,12 @@ def extract(model, data_path, datasets, name, title_field="title", pooling="mean
     """Write `<Dataset>.<name>.feat` for each dataset, loading the model once.
     Returns one dict per dataset: path, items, tokens, seconds (embedding time), and the meta."""
     if pooling not in POOLING:
-        raise ModelError(f"pooling must be one of {', '.join(POOLING)}, got {pooling!r}")
+        raise ModelError(f"must be one of {', '.join(POOLING)}", field="pooling", value=pooling)
     jobs = []
     for dataset in datasets:  # check every input before loading any weights
         out = output_path(data_path, dataset, name)
         if os.path.exists(out) and not overwrite:
-            raise FeatError(f"{out}: already exists; pass --overwrite to replace it")
+            raise FeatError("already exists; pass --overwrite to replace it", out)
         tokens, titles = read_item_titles(dataset_file(data_path, dataset, "item"), title_field)
         jobs.append((dataset, out, tokens, titles))
     net, tokenizer, info = load_encoder(model, attention, dtype, device, attn_implementation)
@@ -189,9 +194,9 @@ def ensure_feat(data_path, dataset, name):
     if os.path.isfile(out):
         return out
     if name != DEFAULT_EMBEDDER:
-        raise FeatError(f"{out}: no item embeddings named {name!r}; build them with: python -m "
+        raise FeatError(f"no item embeddings of this name; build them with: python -m "
                         f"pretrain.extract --model <checkpoint> --data_path {data_path} "
-                        f"--dataset {dataset} --name {name}")
+                        f"--dataset {dataset} --name {name}", out, field="text_emb", value=name)
     extract(DEFAULT_EMBEDDER, data_path, [dataset], name)
     return out
 
@@ -223,17 +228,12 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.batch_size < 1 or args.max_length < 1:
-        raise ModelError(f"--batch_size and --max_length must be positive, got "
-                         f"{args.batch_size} and {args.max_length}")
+        bad = "batch_size" if args.batch_size < 1 else "max_length"
+        raise ModelError("must be positive", field=bad, value=getattr(args, bad))
     return extract(args.model, args.data_path, args.dataset, args.name, args.title_field,
                    args.pooling, args.attention, args.batch_size, args.max_length, args.device,
                    args.dtype, args.attn_implementation, args.overwrite)
 
 
 if __name__ == "__main__":
-    from pretrain.models import BackboneError
-
-    try:
-        main()
-    except (DataError, FeatError, ModelError, BackboneError) as err:
-        sys.exit(f"error: {err}")
+    cli_main(main, "python -m pretrain.extract", sys.argv[1:])

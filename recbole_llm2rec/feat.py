@@ -8,15 +8,20 @@ A sidecar `<file>.json` records how the embeddings were made (backbone, pooling,
 """
 import json
 import os
-import tempfile
 
 import numpy as np
+
+from recbole_llm2rec.atomic import atomic_rows, atomic_write_text
+from recbole_llm2rec.errors import InputError
+
+__all__ = ["ID_FIELD", "EMB_FIELD", "FeatError", "feat_path", "atomic_write_text", "write_feat",
+           "read_feat", "align_embeddings", "load_aligned"]
 
 ID_FIELD = "item_id:token"
 EMB_FIELD = "item_emb:float_seq"
 
 
-class FeatError(ValueError):
+class FeatError(InputError):
     """A `.feat` file, or its match against a dataset, is invalid."""
 
 
@@ -25,41 +30,25 @@ def feat_path(data_dir, dataset, name):
     return os.path.join(data_dir, f"{dataset}.{name}.feat")
 
 
-def atomic_write_text(path, write_fn):
-    """Call `write_fn(fh)` on a temp file beside `path`, then rename it over `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            write_fn(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make outputs private
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_feat(path, tokens, embeddings, meta=None):
     """Write `embeddings` [N, D] for item `tokens` (N strings) atomically, plus `<path>.json`."""
     embeddings = np.asarray(embeddings, dtype=np.float32)
     tokens = [str(t) for t in tokens]
     if embeddings.ndim != 2 or embeddings.shape[0] != len(tokens):
-        raise FeatError(f"{path}: need one embedding row per token, got {len(tokens)} tokens "
-                        f"and an array of shape {tuple(embeddings.shape)}")
+        raise FeatError(f"need one embedding row per token, got {len(tokens)} tokens and an "
+                        f"array of shape {tuple(embeddings.shape)}", path)
     if len(set(tokens)) != len(tokens):
-        raise FeatError(f"{path}: duplicate item tokens")
+        seen = set()
+        dup = next(t for t in tokens if t in seen or seen.add(t))
+        raise FeatError("duplicate item token", path, field=ID_FIELD, value=dup)
     for tok in tokens:
         if not tok or any(c in tok for c in "\t\n\r"):
-            raise FeatError(f"{path}: item token {tok!r} is empty or contains a tab/newline")
+            raise FeatError("item token is empty or contains a tab/newline", path,
+                            field=ID_FIELD, value=tok)
     if not np.isfinite(embeddings).all():
         row = int(np.where(~np.isfinite(embeddings).all(axis=1))[0][0])
-        raise FeatError(f"{path}: embedding of item {tokens[row]!r} has NaN/inf values")
+        raise FeatError("embedding has NaN/inf values", path, field=ID_FIELD,
+                        value=tokens[row])
     row_fmt = " ".join(["%.9g"] * embeddings.shape[1])
 
     def write(fh):
@@ -76,43 +65,37 @@ def write_feat(path, tokens, embeddings, meta=None):
 def read_feat(path):
     """Read a `.feat` file. Returns (tokens list, float32 array [N, D])."""
     if not os.path.isfile(path):
-        raise FeatError(f"{path}: embedding file not found")
+        raise FeatError("embedding file not found", path)
     tokens, rows, seen = [], [], {}
     dim = None
-    with open(path, encoding="utf-8") as fh:
-        header = fh.readline().rstrip("\r\n").split("\t")
-        if ID_FIELD not in header or EMB_FIELD not in header:
-            raise FeatError(f"{path}: header must have fields {ID_FIELD!r} and {EMB_FIELD!r}, "
-                            f"got {header!r}")
-        id_col, emb_col = header.index(ID_FIELD), header.index(EMB_FIELD)
-        for lineno, line in enumerate(fh, start=2):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            cols = line.split("\t")
-            if len(cols) != len(header):
-                raise FeatError(f"{path}:{lineno}: expected {len(header)} tab-separated fields, "
-                                f"got {len(cols)}")
-            tok = cols[id_col]
+    with atomic_rows(path, error=FeatError) as (header, lines):
+        fields = [f"{n}:{t}" for n, t in zip(header.names, header.types)]
+        if ID_FIELD not in fields or EMB_FIELD not in fields:
+            raise FeatError(f"header must have fields {ID_FIELD!r} and {EMB_FIELD!r}, got "
+                            f"{fields!r}", path, 1)
+        id_name, emb_name = ID_FIELD.split(":")[0], EMB_FIELD.split(":")[0]
+        for row in lines:
+            tok, text = row.values[id_name], row.values[emb_name]
             if tok in seen:
-                raise FeatError(f"{path}:{lineno}: item {tok!r} already given on line {seen[tok]}")
+                raise FeatError(f"already given on line {seen[tok]}", path, row.line,
+                                field=id_name, value=tok)
             try:
-                vec = np.array(cols[emb_col].split(), dtype=np.float32)
+                vec = np.array(text.split(), dtype=np.float32)
             except ValueError:
-                bad = next(v for v in cols[emb_col].split() if not _is_float(v))
-                raise FeatError(f"{path}:{lineno}: item {tok!r}: {bad!r} is not a number") from None
+                bad = next(v for v in text.split() if not _is_float(v))
+                raise FeatError(f"item {tok!r}: not a number", path, row.line, field=emb_name,
+                                value=bad) from None
             if dim is None:
                 dim = len(vec)
             if len(vec) != dim or dim == 0:
-                raise FeatError(f"{path}:{lineno}: item {tok!r} has {len(vec)} values, "
-                                f"expected {dim} (the dimension of the first row)")
+                raise FeatError(f"item {tok!r} has {len(vec)} values, expected {dim} (the "
+                                f"dimension of the first row)", path, row.line, field=emb_name)
             if not np.isfinite(vec).all():
-                raise FeatError(f"{path}:{lineno}: item {tok!r} has NaN/inf values")
-            seen[tok] = lineno
+                raise FeatError(f"item {tok!r} has NaN/inf values", path, row.line,
+                                field=emb_name)
+            seen[tok] = row.line
             tokens.append(tok)
             rows.append(vec)
-    if not rows:
-        raise FeatError(f"{path}: no embedding rows")
     return tokens, np.stack(rows)
 
 
@@ -131,7 +114,7 @@ def align_embeddings(path, tokens, embeddings, id_tokens, on_missing="error"):
     Items of the dataset absent from the file raise, or get zeros with on_missing="zeros".
     """
     if on_missing not in ("error", "zeros"):
-        raise FeatError(f"missing_item_emb must be 'error' or 'zeros', got {on_missing!r}")
+        raise FeatError("must be 'error' or 'zeros'", field="missing_item_emb", value=on_missing)
     index = {tok: i for i, tok in enumerate(tokens)}
     out = np.zeros((len(id_tokens), embeddings.shape[1]), dtype=np.float32)
     missing = []
@@ -145,8 +128,8 @@ def align_embeddings(path, tokens, embeddings, id_tokens, on_missing="error"):
             out[internal_id] = embeddings[row]
     if missing and on_missing == "error":
         shown = ", ".join(repr(t) for t in missing[:5])
-        raise FeatError(f"{path}: {len(missing)} of {len(id_tokens) - 1} dataset items have no "
-                        f"embedding (e.g. {shown}); re-extract, or set missing_item_emb: zeros")
+        raise FeatError(f"{len(missing)} of {len(id_tokens) - 1} dataset items have no embedding "
+                        f"(e.g. {shown}); re-extract, or set missing_item_emb: zeros", path)
     return out
 
 
@@ -154,6 +137,6 @@ def load_aligned(path, id_tokens, expected_dim=None, on_missing="error"):
     """Read `path` and align it to `id_tokens`. Returns float32 [len(id_tokens), D]."""
     tokens, embeddings = read_feat(path)
     if expected_dim is not None and embeddings.shape[1] != expected_dim:
-        raise FeatError(f"{path}: embeddings have dimension {embeddings.shape[1]}, "
-                        f"config expects {expected_dim}")
+        raise FeatError(f"embeddings have dimension {embeddings.shape[1]}, config expects "
+                        f"{expected_dim}", path, field="text_emb_dim", value=expected_dim)
     return align_embeddings(path, tokens, embeddings, id_tokens, on_missing)

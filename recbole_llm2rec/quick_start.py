@@ -3,15 +3,19 @@ import ast
 import os
 from logging import getLogger
 
+import torch
+import yaml
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, init_logger, init_seed
 
+from recbole_llm2rec.atomic import check_dataset, leave_one_out_need
 from recbole_llm2rec.compat import get_trainer, read_checkpoint
 from recbole_llm2rec.errors import InputError
 
 PROPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "props")
-# RecBole always reads ml-100k from its own package; we use a converted copy in data_path.
+# RecBole always reads ml-100k from its own package; we read the copy that run_recbole.py
+# converts into data_path (dataset_atomic.ml100k).
 PACKAGED_DATASETS = ("ml-100k",)
 
 
@@ -81,7 +85,7 @@ def resolve_model(name):
     try:
         return get_model(name)
     except (ValueError, ImportError):  # RecBole's lookup also imports optional backends
-        raise ValueError(f"unknown model {name!r}: not one of the plugin's {sorted(MODELS)} "
+        raise InputError(f"unknown model {name!r}: not one of the plugin's {sorted(MODELS)} "
                          f"nor a RecBole model") from None
 
 
@@ -96,26 +100,83 @@ def props_files(model_class, dataset):
 
 
 def build_config(model, dataset, config_file_list=None, config_dict=None, overrides=None):
-    """Layered config: props -> config files -> config_dict -> overrides. Returns (config, class)."""
+    """Layered config: props -> config files -> config_dict -> overrides. Returns (config, class).
+
+    Reads no data: `check_data` checks the dataset folder, `run` calls it.
+    """
     model_class = resolve_model(model)
     files = props_files(model_class, dataset) + [str(f) for f in config_file_list or []]
     for path in files:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"config file not found: {path}")
+        check_yaml_file(path)
     config = PluginConfig(model_class, dataset, files, config_dict, overrides)
     if dataset in PACKAGED_DATASETS:
-        from dataset_atomic import ml100k
-
         root = config.external_config_dict.get("data_path") or "dataset/"
-        config["data_path"] = ml100k.convert(root)
-    elif not os.path.isdir(config["data_path"]):
-        raise FileNotFoundError(f"dataset folder {config['data_path']} not found: put "
-                                f"{dataset}.inter there or pass --data_path=<folder of datasets>")
+        config["data_path"] = os.path.join(root, dataset)
+    device = str(config.external_config_dict.get("device") or "")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("no CUDA GPU is visible to torch here; leave device unset (RecBole "
+                         "then uses a GPU when there is one) or set device: cpu",
+                         field="device", value=device)
     return config, model_class
 
 
-def start_logging(config):
-    """RecBole's log file for this run, and the config logged in it. Returns the logger."""
+def check_yaml_file(path):
+    """Raise InputError naming the file and line unless `path` is a readable yaml mapping."""
+    if not os.path.isfile(path):
+        raise InputError("config file not found", path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            values = yaml.load(fh, Loader=yaml.FullLoader)  # the loader RecBole uses next
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8 ({err.reason})", path) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise InputError(f"not valid yaml: {problem}", path, line) from None
+    if values is not None and not isinstance(values, dict):
+        raise InputError(f"expected a mapping of `key: value` lines, got a "
+                         f"{type(values).__name__}", path, 1)
+
+
+def check_data(config):
+    """Check the dataset's atomic files before RecBole reads them (`recbole_llm2rec.atomic`:
+    the checks `python -m dataset_atomic atomic` and extraction make). Raises InputError for
+    bad input. Returns a list of warnings (strings) to log."""
+    folder, dataset = config["data_path"], config["dataset"]
+    if not os.path.isdir(folder):
+        check_data_path(os.path.dirname(folder))
+        hint = (f"convert it with: python -m dataset_atomic ml100k --out "
+                f"{os.path.dirname(folder) or '.'}" if dataset in PACKAGED_DATASETS else
+                f"put {dataset}.inter there or pass --data_path=<folder of datasets>")
+        raise InputError(f"dataset folder not found; {hint}", folder)
+    parts = config["benchmark_filename"] or [None]
+    inters = [os.path.join(folder, ".".join(p for p in (dataset, part, "inter") if p))
+              for part in parts]
+    item = os.path.join(folder, f"{dataset}.item")
+    item = item if os.path.isfile(item) else None
+    need = 0 if config["benchmark_filename"] else leave_one_out_need(config["eval_args"])
+    time = config["TIME_FIELD"] if (config["eval_args"] or {}).get("order") == "TO" else None
+    warnings = []
+    for inter in inters:
+        if not os.path.isfile(inter):
+            raise InputError(f"no {os.path.basename(inter)} in the dataset folder", inter)
+        warnings += check_dataset(inter, item, config["USER_ID_FIELD"], config["ITEM_ID_FIELD"],
+                                  time, need, sep=config["field_separator"] or "\t")
+    return [str(w) for w in warnings]
+
+
+def check_data_path(data_path):
+    """Raise InputError when `data_path` (the folder of datasets) is, or is under, a file."""
+    path = os.path.abspath(data_path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise InputError(f"{path} is a file, not a folder", field="data_path", value=data_path)
+
+
+def start_logging(config, warnings=()):
+    """RecBole's log file for this run with `warnings` and the config in it. Returns the logger."""
     # RecBole's init_logger (logging.basicConfig) keeps the handlers of an earlier run in this
     # process (tests, reused Ray workers): drop them so each run logs into its own file.
     for handler in getLogger().handlers[:]:
@@ -123,6 +184,8 @@ def start_logging(config):
         handler.close()
     init_logger(config)
     logger = getLogger()
+    for warning in warnings:
+        logger.warning(warning)
     logger.info(config)
     return logger
 
@@ -134,8 +197,9 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
     Returns a dict with best_valid_score, best_valid_result, test_result and the config.
     """
     config, model_class = build_config(model, dataset, config_file_list, config_dict, overrides)
+    warnings = check_data(config)
     init_seed(config["seed"], config["reproducibility"])
-    logger = start_logging(config)
+    logger = start_logging(config, warnings)
 
     data = create_dataset(config)
     logger.info(data)

@@ -6,6 +6,7 @@ from dataset_atomic import atomic
 from dataset_atomic.__main__ import main
 from dataset_atomic.atomic_files import ConvertError
 from dataset_atomic.validate import validate
+from recbole_llm2rec.errors import cli_main
 from recbole_check import recbole_counts
 from slices import write_slice
 
@@ -47,10 +48,15 @@ def test_cli_reports_problems_and_bad_input(tmp_path, capsys):
                                       "u1\ti1\t1\nu1\ti1\t2\n", encoding="utf-8")
     assert main(["atomic", str(folder)]) == 1
     out = capsys.readouterr().out
-    assert "Odd.item:2: title has HTML entities or extra whitespace (fixable): 'A &amp; B'" in out
-    assert "Odd.inter:2: user has 2 interaction(s); leave-one-out needs 3: 'u1'" in out
-    assert main(["atomic", str(tmp_path / "missing")]) == 2
-    assert "missing.inter: file not found" in capsys.readouterr().err
+    assert ("Odd.item:2: field 'title' = 'A &amp; B': title has HTML entities or extra "
+            "whitespace (fixable by the converters)") in out
+    assert ("Odd.inter:2: field 'user_id' = 'u1': 1 of 1 users have fewer than 3 interactions"
+            in out)
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(main, "python -m dataset_atomic", ["atomic", str(tmp_path / "missing")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.inter: file not found" in err
 
 
 def test_recbole_loads_a_linked_real_dataset(tmp_path):

@@ -63,7 +63,7 @@ def test_errors_name_file_and_line(tmp_path):
     broken = [list(r) for r in rows]
     broken[1][5] = "['Alpha &amp; Omega', 'Beta"  # malformed list literal
     path = _write_csv(str(tmp_path / "bad.csv"), broken)
-    with pytest.raises(ConvertError, match=r"bad.csv:3: column 'history_item_title' is not a list"):
+    with pytest.raises(ConvertError, match=r"bad.csv:3: field 'history_item_title' = .*: not a list"):
         llm2rec_csv.convert([path], str(tmp_path / "out"), "Bad")
     missing = [list(r) for r in rows]
     missing[0][6] = "  "
@@ -71,7 +71,7 @@ def test_errors_name_file_and_line(tmp_path):
     with pytest.raises(ConvertError, match=r"notitle.csv:2: item 'ASIN_B' has an empty title"):
         llm2rec_csv.convert([path], str(tmp_path / "out"), "Bad")
     path = _write_csv(str(tmp_path / "train_only.csv"), rows[1:])
-    with pytest.raises(ConvertError, match=r"train_only.csv:2: user 'U1': .* all split files"):
+    with pytest.raises(ConvertError, match=r"train_only.csv:2: field 'user_id' = 'U1': .* all split files"):
         llm2rec_csv.convert([path], str(tmp_path / "out"), "Bad")
 
 
@@ -119,5 +119,5 @@ def test_millisecond_timestamps_become_seconds(tmp_path):
         "U1\tASIN_A\t1600000000", "U1\tASIN_B\t1600000000.5", "U1\tASIN_C\t1600000002"]
     rows[1][-1] = "soon"
     path = _write_csv(str(tmp_path / "bad_ms.csv"), rows)
-    with pytest.raises(ConvertError, match=r"bad_ms.csv:3: timestamp 'soon' is not a number"):
+    with pytest.raises(ConvertError, match=r"bad_ms.csv:3: field 'timestamp' = 'soon': not a number"):
         llm2rec_csv.convert([path], str(tmp_path / "out"), "Bad")

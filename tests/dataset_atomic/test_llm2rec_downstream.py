@@ -37,11 +37,11 @@ def test_each_line_becomes_a_user_and_positions_become_times(tmp_path):
 
 def test_unknown_item_and_empty_title_are_errors(tmp_path):
     src = _source(tmp_path, {"1": "Alpha", "2": "Beta"}, ["1 2", "2 9 1"])
-    with pytest.raises(ConvertError, match=r"data.txt:2: item '9' is not in .*item_titles.json"):
+    with pytest.raises(ConvertError, match=r"data.txt:2: value '9': item is not in .*item_titles.json"):
         llm2rec_downstream.convert(src, str(tmp_path / "out"), "Games")
     with open(os.path.join(src, "item_titles.json"), "w") as fh:
         json.dump({"1": "Alpha", "2": " ", "9": "x"}, fh)
-    with pytest.raises(ConvertError, match=r"item_titles.json: item '2' has an empty"):
+    with pytest.raises(ConvertError, match=r"item_titles.json: value ' ': item '2' has an empty"):
         llm2rec_downstream.convert(src, str(tmp_path / "out"), "Games")
     assert not os.path.exists(tmp_path / "out" / "Games")
 

@@ -36,14 +36,14 @@ def test_sample_keeps_whole_users_and_only_their_items(tmp_path, capsys):
 
 def test_sample_bad_input_leaves_existing_files(tmp_path):
     src = os.path.join(write_slice(str(tmp_path / "shared"), "Games", 20), "Games")
-    with pytest.raises(ConvertError, match=r"Games.inter: --users must be between 1 and 20, got 21"):
+    with pytest.raises(ConvertError, match=r"Games.inter: field 'users' = 21: must be between 1 and 20"):
         convert(src, str(tmp_path / "out"), "G", 21)
     convert(src, str(tmp_path / "out"), "G", 5)
     before = _rows(tmp_path / "out/G/G.inter")
     with pytest.raises(ConvertError, match="already exist; pass --overwrite"):
         convert(src, str(tmp_path / "out"), "G", 6)
     assert _rows(tmp_path / "out/G/G.inter") == before
-    with pytest.raises(ConvertError, match=r"missing/missing.inter: source file not found"):
+    with pytest.raises(ConvertError, match=r"missing/missing.inter: file not found"):
         convert(str(tmp_path / "missing"), str(tmp_path / "out"), "H", 5)
 
 
@@ -53,13 +53,13 @@ def test_sample_names_the_bad_header_or_line(tmp_path):
     (folder / "Odd.item").write_text("item_id:token\ttitle:token_seq\ni1\tA\n", encoding="utf-8")
     inter = folder / "Odd.inter"
     inter.write_text("user:token\titem_id:token\ttimestamp:float\nu1\ti1\t1\n", encoding="utf-8")
-    with pytest.raises(ConvertError, match=r"Odd.inter:1: header lacks fields \['user_id'\]"):
+    with pytest.raises(ConvertError, match=r"Odd.inter: no 'user_id' column \(header fields: \['user', 'item_id'"):
         convert(str(folder), str(tmp_path / "out"), "O", 1)
     inter.write_text("user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t1\nu2\n",
                      encoding="utf-8")
-    with pytest.raises(ConvertError, match=r"Odd.inter:3: expected 3 tab-separated fields, got 1: 'u2'"):
+    with pytest.raises(ConvertError, match=r"Odd.inter:3: value 'u2': expected 3 tab-separated fields, got 1"):
         convert(str(folder), str(tmp_path / "out"), "O", 1)
     inter.write_text("", encoding="utf-8")
-    with pytest.raises(ConvertError, match=r"Odd.inter: empty or not UTF-8"):
+    with pytest.raises(ConvertError, match=r"Odd.inter:1: empty file, expected a RecBole atomic header"):
         convert(str(folder), str(tmp_path / "out"), "O", 1)
     assert not (tmp_path / "out").exists()  # nothing written for bad input

@@ -33,28 +33,34 @@ def _dataset(tmp_path, item=ITEM, inter=INTER):
 
 def test_every_problem_is_reported_with_file_line_and_value(tmp_path):
     report = validate(_dataset(tmp_path), "Bad")
-    found = [(os.path.basename(p.path), p.line, p.value, p.fixable) for p in report.problems]
+    found = [(os.path.basename(p.path), p.line, p.field, p.value, p.fixable)
+             for p in report.problems]
     assert found == [
-        ("Bad.item", 3, "   ", False),
-        ("Bad.item", 4, "i1", False),
-        ("Bad.item", 5, "Fish &amp; Chips", True),
-        ("Bad.item", 6, '"Quoted" start', True),
-        ("Bad.item", 7, "i5\tbad\ttab", False),
-        ("Bad.item", 8, "b'i6\\tcaf\\xe9'", False),
-        ("Bad.inter", 3, "5", False),
-        ("Bad.inter", 4, "i9", False),
-        ("Bad.inter", 5, "abc", False),
-        ("Bad.inter", 5, "u2", False),
-        ("Bad.inter", 7, "u1", False),
-        ("Bad.inter", 8, "u3\ti1\t1\r", False),
-        ("Bad.inter", 8, "u3", False),
+        ("Bad.item", 3, "title", "   ", False),
+        ("Bad.item", 4, "item_id", "i1", False),
+        ("Bad.item", 5, "title", "Fish &amp; Chips", True),
+        ("Bad.item", 6, "title", '"Quoted" start', True),
+        ("Bad.item", 7, None, "i5\tbad\ttab", False),
+        ("Bad.item", 8, None, b"i6\tcaf\xe9", False),
+        ("Bad.inter", 3, "timestamp", "5", False),
+        ("Bad.inter", 4, "item_id", "i9", False),
+        ("Bad.inter", 5, "timestamp", "abc", False),
+        ("Bad.inter", 5, "user_id", "u2", False),
+        ("Bad.inter", 7, "user_id", "u1", False),
+        ("Bad.inter", 8, None, "u3\ti1\t1\r", False),
     ]
     messages = [format_problem(p) for p in report.problems]
-    assert messages[1].endswith("Bad.item:4: duplicate item row (first on line 2): 'i1'")
+    assert messages[1].endswith("Bad.item:4: field 'item_id' = 'i1': duplicate item row (first "
+                                "on line 2)")
+    assert "expected 2 tab-separated fields, got 3" in messages[4]
+    assert "not UTF-8 (byte 0xe9 at column 7)" in messages[5]
     assert "timestamp earlier than the user's previous row" in messages[6]
-    assert "item missing from Bad.item" in messages[7]
-    assert "non-numeric timestamp" in messages[8]
-    assert "user has 2 interaction(s); leave-one-out needs 3" in messages[9]
+    assert "1 item(s) of this file have no row in " in messages[7]
+    assert "e.g. 'i9' (line 4)" in messages[7]
+    assert messages[8].endswith("Bad.inter:5: field 'timestamp' = 'abc': not a number (a float "
+                                "field)")
+    assert "2 of 3 users have fewer than 3 interactions" in messages[9]
+    assert "'u2' (2 on line 5), 'u3' (1 on line 8)" in messages[9]
     assert "not contiguous (also on line 2)" in messages[10]
     assert "carriage return" in messages[11]
     assert report.stats["users"] == 3 and report.stats["interactions"] == 7
@@ -73,5 +79,5 @@ def test_clean_real_dataset_has_no_problems_and_paper_style_stats(tmp_path):
 
 def test_missing_header_field_is_an_error(tmp_path):
     folder = _dataset(tmp_path, item=b"item_id:token\tname:token_seq\ni1\tx\n")
-    with pytest.raises(ConvertError, match=r"Bad.item:1: header lacks fields \['title'\]"):
+    with pytest.raises(ConvertError, match=r"Bad.item: no 'title' column \(header fields: \['item_id', 'name'\]\)"):
         validate(folder, "Bad")

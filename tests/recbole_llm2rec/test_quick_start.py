@@ -8,13 +8,15 @@ import torch
 
 from recbole.data import create_dataset, data_preparation
 
+from dataset_atomic.ml100k import convert as convert_ml100k
 from pretrain.extract import ensure_feat
 from recbole_llm2rec import TextSASRec
 from recbole_llm2rec.compat import get_trainer
 from recbole_llm2rec.feat import read_feat
 from chance import random_recall
-from recbole_llm2rec.quick_start import (build_config, load_data_and_model, props_files,
-                                         resolve_model, run)
+from recbole_llm2rec.errors import InputError
+from recbole_llm2rec.quick_start import (build_config, check_data, load_data_and_model,
+                                         props_files, resolve_model, run)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # a small model, and only the users with fewer than 40 ratings (~1/3 of them): a short run
@@ -26,6 +28,7 @@ FAST = {"hidden_size": 32, "inner_size": 64, "n_layers": 1, "epochs": 2, "show_p
 def ml100k(tmp_path_factory):
     """data_path with ml-100k converted from RecBole's package and its MiniLM `.feat`."""
     root = str(tmp_path_factory.mktemp("data"))
+    convert_ml100k(root)
     config, _ = build_config("TextSASRec", "ml-100k", config_dict={"data_path": root})
     path = ensure_feat(config["data_path"], "ml-100k", "minilm")
     return root, path
@@ -96,8 +99,9 @@ def test_props_layering_and_precedence():
 def test_clear_errors_for_unknown_model_and_dataset(tmp_path):
     with pytest.raises(ValueError, match="unknown model 'NoSuchRec'"):
         resolve_model("NoSuchRec")
-    with pytest.raises(FileNotFoundError, match="Nowhere not found"):
-        build_config("SASRec", "Nowhere", config_dict={"data_path": str(tmp_path)})
+    config, _ = build_config("SASRec", "Nowhere", config_dict={"data_path": str(tmp_path)})
+    with pytest.raises(InputError, match="Nowhere: dataset folder not found"):
+        check_data(config)
 
 
 def test_cli_rejects_malformed_arguments():

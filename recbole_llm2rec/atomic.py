@@ -1,0 +1,202 @@
+"""RecBole atomic files (`.inter`, `.item`, `.feat`, ...): the one row reader and the one writer.
+
+An atomic file is UTF-8 text: a header of tab-separated `name:type` fields (`type` one of
+RecBole's token, token_seq, float, float_seq), then one row per line with one value per field.
+The reader checks what RecBole would otherwise trip over later, with messages that name no file
+("not enough values to unpack", "Some feat is empty"): every problem is an `InputError` (or the
+subclass the caller passes) naming the file, line, field and value. Standard library only:
+`pretrain` and `dataset_atomic` share it with the runner.
+"""
+import collections
+import contextlib
+import math
+import os
+import tempfile
+
+from recbole_llm2rec.errors import InputError
+
+FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
+SEP = "\t"
+
+Row = collections.namedtuple("Row", "line values text")
+Row.__doc__ = """One data row: `line` number (the header is line 1), `values` {field name: text},
+and `text`, the decoded line as in the file (line end included)."""
+
+
+class Header(collections.namedtuple("Header", "names types text")):
+    """The header line: field `names`, their `types`, and `text`, the line as in the file."""
+
+    def type_of(self, name):
+        return self.types[self.names.index(name)]
+
+
+def read_header(path, raw, required=(), error=InputError, sep=SEP):
+    """Parse header line `raw` (bytes) of `path`. Returns a Header.
+
+    Every field needs a RecBole type; each of `required` must be present.
+    """
+    if not raw:
+        raise error("empty file, expected a RecBole atomic header (name:type fields)", path, 1)
+    text = _decode(path, 1, raw, error)
+    names, types = [], []
+    for col in text.rstrip("\r\n").split(sep):
+        name, colon, kind = col.partition(":")
+        if not colon:
+            raise error("header field has no ':type' suffix; RecBole headers are name:type "
+                        "(e.g. user_id:token, timestamp:float)", path, 1, field=col)
+        if kind not in FIELD_TYPES:
+            raise error(f"unknown field type; RecBole's are {', '.join(FIELD_TYPES)}", path, 1,
+                        field=name, value=kind)
+        if name in names:
+            raise error("field given twice in the header", path, 1, field=name)
+        names.append(name)
+        types.append(kind)
+    for name in required:
+        if name not in names:
+            raise error(f"no {name!r} column (header fields: {names})", path)
+    return Header(names, types, text)
+
+
+@contextlib.contextmanager
+def atomic_rows(path, required=(), error=InputError, problems=None, sep=SEP, non_empty=()):
+    """Open atomic file `path`: yields (Header, iterator of Row); blank lines are skipped.
+
+    Fields of `required` must be in the header, those of `non_empty` non-empty in every row;
+    `float` values must be finite numbers (or empty). A row that is not UTF-8, has another number of fields than the
+    header, or a bad value raises `error` naming file, line, field and value; with a
+    `problems` list it is appended there instead and reading goes on (a row with the wrong
+    number of fields is then skipped). A file with a header but no rows raises.
+    """
+    if not os.path.isfile(path):
+        raise error("file not found", path)
+    with open(path, "rb") as fh:
+        header = read_header(path, fh.readline(), required, error, sep)
+        yield header, _rows(path, fh, header, non_empty, error, problems, sep)
+
+
+def _rows(path, fh, header, non_empty, error, problems, sep):
+    def report(err):
+        if problems is None:
+            raise err
+        problems.append(err)
+
+    floats = [name for name, kind in zip(header.names, header.types) if kind == "float"]
+    n, seen = len(header.names), 0
+    for lineno, raw in enumerate(fh, start=2):
+        try:
+            text = _decode(path, lineno, raw, error)
+        except InputError as err:
+            report(err)
+            text = raw.decode("utf-8", errors="replace")
+        line = text.rstrip("\r\n")
+        if not line:
+            continue
+        seen += 1
+        cols = line.split(sep)
+        if len(cols) != n:
+            report(error(f"expected {n} tab-separated fields, got {len(cols)} (a tab or line "
+                         f"break inside a value?)", path, lineno, value=line))
+            continue
+        values = dict(zip(header.names, cols))
+        for name in non_empty:
+            if not values[name].strip():
+                report(error("empty value", path, lineno, field=name, value=values[name]))
+        for name in floats:
+            if values[name] and not is_number(values[name]):
+                report(error("not a number (a float field)", path, lineno, field=name,
+                             value=values[name]))
+        yield Row(lineno, values, text)
+    if not seen:
+        raise error("the file has a header but no rows", path, 1)
+
+
+def _decode(path, lineno, raw, error):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"not UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1})", path,
+                    lineno, value=raw.rstrip(b"\r\n")[max(err.start - 20, 0):err.end + 20]) from None
+
+
+def is_number(text):
+    """True when `text` is a finite float (as RecBole's float fields need)."""
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def atomic_write_text(path, write_fn):
+    """Call `write_fn(fh)` on a temp file beside `path`, then rename it over `path`."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            write_fn(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make outputs private
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def leave_one_out_need(eval_args):
+    """Interactions a user needs so that RecBole's leave-one-out split gives them every part
+    (3 for train/valid/test, 2 for train/test). Returns 0 for other splits."""
+    split = (eval_args or {}).get("split") or {}
+    mode = split.get("LS") if isinstance(split, dict) else None
+    return {"valid_and_test": 3, "test_only": 2}.get(mode, 0)
+
+
+def missing_items_error(inter_path, item_path, missing, error=InputError, field="item_id"):
+    """The error for `.inter` items without a `.item` row; `missing` is {item: first line}."""
+    item, line = next(iter(missing.items()))
+    shown = ", ".join(f"{i!r} (line {n})" for i, n in list(missing.items())[:5])
+    return error(f"{len(missing)} item(s) of this file have no row in {item_path}, e.g. {shown}; "
+                 f"add their rows (with a title) to the .item file or drop their interactions",
+                 inter_path, line, field=field, value=item)
+
+
+def short_users_warning(inter_path, short, n_users, need, error=InputError, field="user_id"):
+    """The warning (an `error` instance, not raised) for users with fewer interactions than
+    leave-one-out needs; `short` is {user: (interactions, first line)}."""
+    user, (_, line) = next(iter(short.items()))
+    shown = ", ".join(f"{u!r} ({c} on line {n})" for u, (c, n) in list(short.items())[:3])
+    return error(f"{len(short)} of {n_users} users have fewer than {need} interactions, so "
+                 f"leave-one-out leaves them out of validation and/or test (they stay in "
+                 f"training), e.g. {shown}; set user_inter_num_interval: \"[{need},inf)\" to "
+                 f"drop them everywhere", inter_path, line, field=field, value=user)
+
+
+def check_dataset(inter_path, item_path=None, user="user_id", item="item_id", time=None,
+                  need=3, error=InputError, sep=SEP):
+    """Check a dataset's `.inter` (and its `.item`, if given) the way RecBole will use them.
+
+    Raises `error` for the first bad row, and for `.inter` items without a `.item` row.
+    Returns a list of warnings (`error` instances, not raised: users with fewer than `need`
+    interactions).
+    """
+    known = None
+    if item_path is not None:
+        with atomic_rows(item_path, [item], error, sep=sep, non_empty=[item]) as (_, rows):
+            known = {row.values[item] for row in rows}
+    counts, missing = collections.Counter(), {}
+    first = {}
+    required = [user, item] + ([time] if time else [])
+    with atomic_rows(inter_path, required, error, sep=sep, non_empty=required) as (_, rows):
+        for row in rows:
+            u, i = row.values[user], row.values[item]
+            counts[u] += 1
+            first.setdefault(u, row.line)
+            if known is not None and i not in known and i not in missing:
+                missing[i] = row.line
+    if missing:
+        raise missing_items_error(inter_path, item_path, missing, error, item)
+    short = {u: (c, first[u]) for u, c in counts.items() if c < need}
+    return [short_users_warning(inter_path, short, len(counts), need, error, user)] if short else []

@@ -1,0 +1,20 @@
+"""The entry script bootstraps the embedded default; the `recbole_llm2rec` package does not."""
+import os
+
+import pytest
+
+import run_recbole
+from recbole_llm2rec.errors import InputError
+from recbole_llm2rec.quick_start import build_config, check_data
+
+
+def test_entry_script_converts_ml100k_and_the_package_does_not(tmp_path):
+    config, _ = build_config("SASRec", "ml-100k", overrides={"data_path": str(tmp_path)})
+    assert config["data_path"] == os.path.join(str(tmp_path), "ml-100k")
+    assert os.listdir(tmp_path) == []  # building a config reads and writes no data
+    with pytest.raises(InputError, match=r"ml-100k: dataset folder not found; convert it with: "
+                                         r"python -m dataset_atomic ml100k --out "):
+        check_data(config)
+    run_recbole.bootstrap("SASRec", config)  # an ID-only model: no .feat to build
+    assert sorted(os.listdir(tmp_path / "ml-100k")) == ["ml-100k.inter", "ml-100k.item"]
+    assert check_data(config) == []  # every ml-100k user has 20 or more ratings
