@@ -1,5 +1,5 @@
 """The frozen text-embedding item table behind a trainable adapter, shared by the Text* models."""
-import os
+import weakref
 
 import torch
 from torch import nn
@@ -39,12 +39,31 @@ class MLPAdapter(nn.Module):
 ADAPTERS = {"linear": LinearAdapter, "mlp": MLPAdapter}
 
 
+class _TableCache:
+    """One adapted table and the state it was computed in (see `TextItemTable.weight`)."""
+
+    __slots__ = ("key", "table", "__weakref__")
+
+    def __init__(self, key=None, table=None):
+        self.key, self.table = key, table
+
+    def clear(self):
+        self.key = self.table = None
+
+    def __deepcopy__(self, memo):  # a copied model recomputes its own table
+        return _TableCache()
+
+
 class TextItemTable(nn.Module):
     """Drop-in for the item `nn.Embedding`: a frozen [n_items, D] text table through an adapter.
 
     `weight` is the adapted table [n_items, out_dim], used both for input items and for
-    scoring all items. It is computed once per parameter update and reused within a step
-    and across evaluation batches.
+    scoring all items, computed once per forward pass: a training forward builds it once and
+    reuses it (input rows, then scores) until a backward pass runs through it, since backward
+    frees its graph; the next forward builds a new one, whether or not the optimizer then
+    changed anything (a skipped GradScaler step, a zero learning rate). Without gradients
+    (evaluation) it is reused across batches until a parameter or buffer changes (in place or
+    replaced) or the model switches between train() and eval().
     """
 
     def __init__(self, text_emb, out_dim, config):
@@ -56,24 +75,37 @@ class TextItemTable(nn.Module):
         self.register_buffer("text_emb", torch.as_tensor(text_emb, dtype=torch.float32))
         self.adapter = ADAPTERS[adapter_type](self.text_emb.shape[1], out_dim, config)
         self.embedding_dim = out_dim
-        self._cached = (None, None)
+        self._cache = _TableCache()
 
     def _state_key(self):
-        tensors = [self.text_emb, *self.adapter.parameters()]
+        tensors = [*self.parameters(), *self.buffers()]
         return (torch.is_grad_enabled(), self.training,
                 tuple((t.data_ptr(), t._version) for t in tensors))
 
+    def compute(self):
+        """The adapted table, computed now (no cache). Returns [n_items, out_dim]."""
+        return self.adapter(self.text_emb)
+
     @property
     def weight(self):
-        """The adapted table. Returns [n_items, out_dim]."""
+        """The adapted table, computed once per forward pass. Returns [n_items, out_dim]."""
         key = self._state_key()
-        if self._cached[0] != key:
-            self._cached = (key, self.adapter(self.text_emb))
-        return self._cached[1]
+        if self._cache.key != key:
+            cache = _TableCache(key, self.compute())
+            if cache.table.requires_grad:
+                # backward frees the graph behind this table: the next forward needs a new one
+                alive = weakref.ref(cache)
+                cache.table.register_hook(lambda grad: alive() and alive().clear())
+            self._cache = cache
+        return self._cache.table
 
     def forward(self, item_ids):
         """Adapted rows of `item_ids` [...]. Returns [..., out_dim]."""
         return F.embedding(item_ids, self.weight)
+
+    def train(self, mode=True):
+        self._cache = _TableCache()
+        return super().train(mode)
 
 
 def load_text_embeddings(config, dataset):
