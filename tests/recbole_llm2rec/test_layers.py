@@ -118,10 +118,11 @@ def test_text_id_rows_of_items_without_training_interactions_stay_zero(games_roo
         assert torch.allclose(scores[:, new], text_only, atol=1e-6)
 
 
-@pytest.mark.parametrize("model", ["TextSASRec", "TextGRU4Rec"])
-@pytest.mark.parametrize("settings", [
-    {"adapter_type": "linear"}, {"adapter_type": "mlp"}, {"adapter_type": "moe", "adapter_n_experts": 4},
-    {"item_repr": "text+id"}, {"item_repr": "text+id", "adapter_type": "moe"}])
+@pytest.mark.parametrize("model, settings", [
+    ("TextSASRec", {"adapter_type": "linear"}), ("TextSASRec", {"adapter_type": "mlp"}),
+    ("TextSASRec", {"adapter_type": "moe", "adapter_n_experts": 4}),
+    ("TextSASRec", {"item_repr": "text+id"}),
+    ("TextGRU4Rec", {"item_repr": "text+id", "adapter_type": "moe"})])
 def test_each_variant_maps_text_to_hidden_and_trains(model, settings, games_root):
     net, config, train, _, _ = build(model, games_root, **settings)
     table = net.item_embedding
@@ -159,7 +160,7 @@ def test_checkpoints_reload_through_recbole_evaluate(settings, games_root, tmp_p
     from recbole_llm2rec.quick_start import run
 
     result = run("TextSASRec", "Games", config_dict={
-        **SMALL, **settings, "data_path": games_root, "epochs": 2,
+        **SMALL, **settings, "data_path": games_root, "epochs": 1,
         "checkpoint_dir": str(tmp_path)})
     config = result["config"]
     _, _, test = data_preparation(config, create_dataset(config))
