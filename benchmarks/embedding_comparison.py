@@ -10,7 +10,8 @@ result is written to `benchmarks/results/<name>/<model>.<dataset>.<text_emb>[.<v
 `--variant text+id --set item_repr=text+id`) as soon as it ends, and runs whose file exists are
 skipped, so a killed benchmark resumes and several processes can share the work (give them
 different --datasets/--seeds). `--model SASRec` runs the ID-based reference point (text_emb "-").
-The table of all finished runs goes to `benchmarks/results/<name>.md` (`--report` writes only it).
+The table of all finished runs goes to `benchmarks/results/<name>.md` (`--report` writes only it),
+followed by the hand-written `benchmarks/results/<name>.notes.md` if there is one.
 """
 import argparse
 import glob
@@ -98,6 +99,9 @@ def write_report(name="embedding_comparison"):
         best = statistics.mean(1 + r["valid_curve"].index(max(r["valid_curve"])) for r in runs)
         lines.append(f"| {model} | {dataset} | {emb} | {variant} | {len(runs)} | " + " | ".join(cells)
                      + f" | {epochs:.0f} ({best:.0f}) | {wall:.0f} |")
+    notes = os.path.join(RESULTS, f"{name}.notes.md")  # hand-written: data, cuts, conclusions
+    if os.path.exists(notes):
+        lines += ["", open(notes, encoding="utf-8").read().rstrip()]
     lines += ["", "## Runs", ""]
     lines += [f"- {r['model']} {r['dataset']} {r['text_emb']} {r.get('variant', '-')} seed {r['seed']}: test "
               + ", ".join(f"{m} {r['test'][m]:.4f}" for m in METRICS)
