@@ -79,7 +79,8 @@ def read_checkpoint(path, map_location="cpu"):
 
 class SafeCheckpointMixin:
     """Trainer mixin: checkpoints loadable by `torch.load(..., weights_only=True)`; keeps the
-    last validation result (`last_valid_result`) for per-epoch callbacks."""
+    last validation result (`last_valid_result`) for per-epoch callbacks; builds the optimizer
+    over the model's `optimizer_param_groups()` where it defines them."""
 
     last_valid_result = None
 
@@ -87,6 +88,13 @@ class SafeCheckpointMixin:
         score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
         self.last_valid_result = result
         return score, result
+
+    def _build_optimizer(self, **kwargs):
+        # a model may ask for its own parameter groups (e.g. a separate adapter learning rate)
+        groups = getattr(self.model, "optimizer_param_groups", None)
+        if "params" not in kwargs and groups is not None and groups() is not None:
+            kwargs["params"] = groups()
+        return super()._build_optimizer(**kwargs)
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:

@@ -1,5 +1,5 @@
 """The frozen text-embedding item table behind a trainable adapter, shared by the Text* models."""
-import os
+import weakref
 
 import torch
 from torch import nn
@@ -36,18 +36,65 @@ class MLPAdapter(nn.Module):
         return self.net(z)
 
 
-ADAPTERS = {"linear": LinearAdapter, "mlp": MLPAdapter}
+class MoEAdapter(nn.Module):
+    """Mixture of parametric-whitening experts, after UniSRec (Hou et al., KDD'22):
+    sum_k g_k(z) W_k (z - b_k), with a learned centre b_k and projection W_k per expert and a
+    softmax gate g(z) over `adapter_n_experts` experts; `adapter_dropout` on the input in
+    training. Maps [..., in_dim] to [..., out_dim]."""
+
+    def __init__(self, in_dim, out_dim, config):
+        super().__init__()
+        self.n_experts = config["adapter_n_experts"] or 8
+        self.out_dim = out_dim
+        self.dropout = nn.Dropout(config["adapter_dropout"] or 0.0)
+        self.centers = nn.Parameter(torch.zeros(self.n_experts, in_dim))  # [K, in]
+        self.proj = nn.Parameter(torch.empty(in_dim, self.n_experts * out_dim))  # [in, K*out]
+        for k in range(self.n_experts):  # each expert starts like the linear adapter
+            nn.init.xavier_normal_(self.proj.data[:, k * out_dim:(k + 1) * out_dim])
+        self.gate = nn.Linear(in_dim, self.n_experts, bias=False)
+        nn.init.zeros_(self.gate.weight)  # uniform mixture at the start
+
+    def forward(self, z):
+        z = self.dropout(z)
+        gates = torch.softmax(self.gate(z), dim=-1).unsqueeze(-1)  # [..., K, 1]
+        proj = self.proj.view(-1, self.n_experts, self.out_dim)  # [in, K, out]
+        # W_k (z - b_k) = W_k z - W_k b_k: one matmul for all experts, no centred copies of z
+        experts = (z @ self.proj).unflatten(-1, (self.n_experts, self.out_dim))  # [..., K, out]
+        shifts = torch.einsum("ki,iko->ko", self.centers, proj)  # [K, out]
+        return ((experts - shifts) * gates).sum(dim=-2)
+
+
+ADAPTERS = {"linear": LinearAdapter, "mlp": MLPAdapter, "moe": MoEAdapter}
+
+
+class _TableCache:
+    """One adapted table and the state it was computed in (see `TextItemTable.weight`)."""
+
+    __slots__ = ("key", "table", "__weakref__")
+
+    def __init__(self, key=None, table=None):
+        self.key, self.table = key, table
+
+    def clear(self):
+        self.key = self.table = None
+
+    def __deepcopy__(self, memo):  # a copied model recomputes its own table
+        return _TableCache()
 
 
 class TextItemTable(nn.Module):
     """Drop-in for the item `nn.Embedding`: a frozen [n_items, D] text table through an adapter.
 
     `weight` is the adapted table [n_items, out_dim], used both for input items and for
-    scoring all items. It is computed once per parameter update and reused within a step
-    and across evaluation batches.
+    scoring all items, computed once per forward pass: a training forward builds it once and
+    reuses it (input rows, then scores) until a backward pass runs through it, since backward
+    frees its graph; the next forward builds a new one, whether or not the optimizer then
+    changed anything (a skipped GradScaler step, a zero learning rate). Without gradients
+    (evaluation) it is reused across batches until a parameter or buffer changes (in place or
+    replaced) or the model switches between train() and eval().
     """
 
-    def __init__(self, text_emb, out_dim, config):
+    def __init__(self, text_emb, out_dim, config, dataset=None):
         super().__init__()
         adapter_type = config["adapter_type"] or "linear"
         if adapter_type not in ADAPTERS:
@@ -56,24 +103,111 @@ class TextItemTable(nn.Module):
         self.register_buffer("text_emb", torch.as_tensor(text_emb, dtype=torch.float32))
         self.adapter = ADAPTERS[adapter_type](self.text_emb.shape[1], out_dim, config)
         self.embedding_dim = out_dim
-        self._cached = (None, None)
+        self.adapter_learning_rate = config["adapter_learning_rate"]
+        self._cache = _TableCache()
 
     def _state_key(self):
-        tensors = [self.text_emb, *self.adapter.parameters()]
+        tensors = [*self.parameters(), *self.buffers()]
         return (torch.is_grad_enabled(), self.training,
                 tuple((t.data_ptr(), t._version) for t in tensors))
 
+    def compute(self):
+        """The adapted table, computed now (no cache). Returns [n_items, out_dim]."""
+        return self.adapter(self.text_emb)
+
     @property
     def weight(self):
-        """The adapted table. Returns [n_items, out_dim]."""
+        """The adapted table, computed once per forward pass. Returns [n_items, out_dim]."""
         key = self._state_key()
-        if self._cached[0] != key:
-            self._cached = (key, self.adapter(self.text_emb))
-        return self._cached[1]
+        if self._cache.key != key:
+            cache = _TableCache(key, self.compute())
+            if cache.table.requires_grad:
+                # backward frees the graph behind this table: the next forward needs a new one
+                alive = weakref.ref(cache)
+                cache.table.register_hook(lambda grad: alive() and alive().clear())
+            self._cache = cache
+        return self._cache.table
 
     def forward(self, item_ids):
         """Adapted rows of `item_ids` [...]. Returns [..., out_dim]."""
         return F.embedding(item_ids, self.weight)
+
+    def train(self, mode=True):
+        self._cache = _TableCache()
+        return super().train(mode)
+
+    def param_groups(self, model):
+        """Optimizer parameter groups of `model` with this table's own settings, or None
+        when it has none (the trainer then uses `model.parameters()`, as RecBole does)."""
+        special = self._group_settings()
+        if not special:
+            return None
+        own = {id(p) for params, _ in special for p in params}
+        groups = [{"params": [p for p in model.parameters() if id(p) not in own]}]
+        groups += [{"params": params, **settings} for params, settings in special]
+        return [g for g in groups if g["params"]]
+
+    def _group_settings(self):
+        """[(parameters, optimizer settings)] that differ from the model-wide ones."""
+        if self.adapter_learning_rate is None:
+            return []
+        return [(list(self.adapter.parameters()), {"lr": self.adapter_learning_rate})]
+
+
+class TextIDItemTable(TextItemTable):
+    """`item_repr: text+id`: the adapted text table plus a trainable ID embedding per item.
+
+    Items with no training interaction (`trained_items`) have no ID part: their ID rows are
+    zero at initialisation and multiplied by a zero mask in every forward, so they get no
+    gradient, stay exactly zero under (decoupled) weight decay, and such items are embedded
+    and scored from their text alone.
+    """
+
+    def __init__(self, text_emb, out_dim, config, dataset):
+        super().__init__(text_emb, out_dim, config)
+        n_items = self.text_emb.shape[0]
+        seen = torch.zeros(n_items, dtype=torch.bool)
+        seen[trained_items(config, dataset)] = True
+        seen[0] = False  # padding
+        self.register_buffer("id_mask", seen.float().unsqueeze(1))  # [n_items, 1]
+        self.id_embedding = nn.Embedding(n_items, out_dim)
+        std = config["id_init_std"]
+        nn.init.normal_(self.id_embedding.weight, std=0.02 if std is None else std)
+        with torch.no_grad():
+            self.id_embedding.weight.mul_(self.id_mask)
+        self.id_dropout = config["id_dropout"] or 0.0
+        self.id_weight_decay = config["id_weight_decay"]
+
+    def id_rows(self):
+        """ID part of every item; zero for items without a training interaction. In training,
+        dropout removes an item's whole ID part (so its text must stand alone). Returns [n, out_dim]."""
+        mask = self.id_mask
+        if self.training and self.id_dropout > 0:
+            mask = F.dropout(mask, p=self.id_dropout)
+        return self.id_embedding.weight * mask
+
+    def compute(self):
+        return super().compute() + self.id_rows()
+
+    def _group_settings(self):
+        groups = super()._group_settings()
+        if self.id_weight_decay is not None:
+            groups.append(([self.id_embedding.weight], {"weight_decay": self.id_weight_decay}))
+        return groups
+
+
+ITEM_TABLES = {"text": TextItemTable, "text+id": TextIDItemTable}
+
+
+def trained_items(config, dataset):
+    """Internal ids of the items with a training interaction: items that occur in a row of
+    `dataset` (the training split the model is built from, `train_data.dataset`), as its
+    target or in its history. Under leave-one-out these are the items of each user's
+    interactions but the last two. Returns a LongTensor."""
+    iid = config["ITEM_ID_FIELD"]
+    inter = dataset.inter_feat
+    fields = [f for f in (iid, iid + config["LIST_SUFFIX"]) if f in inter]
+    return torch.unique(torch.cat([inter[f].reshape(-1).long() for f in fields]))
 
 
 def load_text_embeddings(config, dataset):
@@ -89,6 +223,11 @@ def load_text_embeddings(config, dataset):
 
 
 def use_text_item_table(model, config, dataset):
-    """Replace `model.item_embedding` by a frozen-text table adapted to the same width."""
+    """Replace `model.item_embedding` by the table `item_repr` names (frozen text through an
+    adapter, with or without ID rows), of the same width."""
+    item_repr = config["item_repr"] or "text"
+    if item_repr not in ITEM_TABLES:
+        raise ValueError(f"item_repr {item_repr!r} is not one of {sorted(ITEM_TABLES)}")
     out_dim = model.item_embedding.embedding_dim
-    model.item_embedding = TextItemTable(load_text_embeddings(config, dataset), out_dim, config)
+    model.item_embedding = ITEM_TABLES[item_repr](load_text_embeddings(config, dataset), out_dim,
+                                                  config, dataset)

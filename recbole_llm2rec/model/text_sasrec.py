@@ -5,8 +5,12 @@ from recbole_llm2rec.model.layers import use_text_item_table
 
 
 class TextSASRec(SASRec):
-    """SASRec whose input and output item embeddings are `adapter(frozen .feat row)`."""
+    """SASRec whose input and output item embeddings are `adapter(frozen .feat row)` (`item_repr`)."""
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         use_text_item_table(self, config, dataset)
+
+    def optimizer_param_groups(self):
+        """Parameter groups for the plugin's trainers (None: one group, as RecBole does)."""
+        return self.item_embedding.param_groups(self)

@@ -19,17 +19,6 @@ SMALL = {"hidden_size": 32, "inner_size": 64, "embedding_size": 32, "n_layers": 
          "train_batch_size": 256, "text_emb": "rand", "show_progress": False}
 
 
-@pytest.fixture(scope="module")
-def games_root(tmp_path_factory):
-    """A real 300-user Games slice with a random 24-dim `.feat` for its items."""
-    root = write_slice(str(tmp_path_factory.mktemp("data")), "Games", 300)
-    folder = os.path.join(root, "Games")
-    tokens, _ = read_item_titles(os.path.join(folder, "Games.item"))
-    emb = np.random.default_rng(0).normal(size=(len(tokens), 24))
-    write_feat(feat_path(folder, "Games", "rand"), tokens, emb)
-    return root
-
-
 def build(model, root, **overrides):
     config, cls = build_config(model, "Games", config_dict={**SMALL, "data_path": root, **overrides})
     train, _, _ = data_preparation(config, create_dataset(config))
@@ -93,8 +82,8 @@ def test_rows_follow_item_tokens(games_root):
 def test_mlp_adapter_and_bad_settings(games_root):
     net, _ = build("TextSASRec", games_root, adapter_type="mlp", adapter_hidden_size=48)
     assert net.item_embedding.weight.shape[1] == 32
-    with pytest.raises(ValueError, match="adapter_type 'moe'"):
-        build("TextSASRec", games_root, adapter_type="moe")
+    with pytest.raises(ValueError, match="adapter_type 'moex'"):
+        build("TextSASRec", games_root, adapter_type="moex")
     with pytest.raises(FeatError, match="dimension 24, config expects 896"):
         build("TextSASRec", games_root, text_emb_dim=896)
     with pytest.raises(FeatError, match="Games.absent.feat: embedding file not found"):
