@@ -1,0 +1,37 @@
+"""python -m benchmarks.experiments --config <yaml> [--parallel N | --address ADDR] [--report]"""
+import argparse
+import sys
+
+from benchmarks.experiments import execute
+from benchmarks.experiments.spec import load_experiment
+from benchmarks.experiments.tables import write_tables
+from recbole_llm2rec.errors import cli_main
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.experiments",
+                                description="Run an experiment config and write its tables.")
+    p.add_argument("--config", required=True, help="experiment yaml (benchmarks/configs/)")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="runs at a time, as Ray tasks of 1 CPU each (default: 1, in-process)")
+    p.add_argument("--address", default=None, help="Ray cluster address to run the runs on")
+    p.add_argument("--report", action="store_true", help="only rewrite the tables")
+    p.add_argument("--list", action="store_true", help="list the runs and whether each is done")
+    args = p.parse_args(argv)
+    exp = load_experiment(args.config)
+    if args.list:
+        todo = set(execute.pending(exp))
+        for run in exp.runs():
+            print(("pending  " if run in todo else "done     ") + run.file_name)
+        return
+    if not args.report:
+        def done(run, path):
+            print(f"finished {run.file_name}", flush=True)
+            write_tables(exp)
+
+        execute.run_all(exp, parallel=args.parallel, address=args.address, on_done=done)
+    print(write_tables(exp))
+
+
+if __name__ == "__main__":
+    cli_main(main, "python -m benchmarks.experiments", sys.argv[1:])

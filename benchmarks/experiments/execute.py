@@ -1,0 +1,127 @@
+"""Training one run and writing its record; all pending runs, in turn or in parallel through Ray.
+
+A run's record (one JSON file, written atomically once the run has finished, so a killed run
+leaves nothing and simply runs again) holds: model, dataset, text_emb, variant, seed, overrides,
+test (RecBole's test metrics), best_valid, epochs_run, best_epoch, epoch_cap, valid_curve,
+analyses (see recbole_llm2rec.evaluation.evaluate_test), cold_start (the protocol, when used),
+checkpoint, wall_s, finished, machine, command.
+"""
+import json
+import os
+import shlex
+import sys
+import time
+
+from benchmarks.experiments.spec import ROOT
+from benchmarks.machine import machine
+from recbole_llm2rec.feat import atomic_write_text
+
+VALID_METRIC = "recall@20"  # props/overall.yaml's valid_metric
+
+
+def train_and_evaluate(exp, run):
+    """Train `run`, test it and run the experiment's analyses. Returns its record."""
+    from recbole_llm2rec.evaluation import evaluate_test
+    from recbole_llm2rec.evaluation import cold_start as cs
+    from recbole_llm2rec.quick_start import run as recbole_run
+
+    start, curve = time.time(), []
+    settings = exp.settings(run)
+    settings["checkpoint_dir"] = os.path.join(ROOT, "saved", "experiments", exp.name,
+                                              run.file_name[:-len(".json")])
+    dataset, cold = run.dataset, None
+    if exp.cold_start:
+        c = exp.cold_start
+        dataset = cs.write_cold_start_dataset(exp.data_path, run.dataset, c["fraction"], c["seed"],
+                                              out_path=c["data_path"])
+        settings.update(cs.cold_start_config(c["data_path"], dataset))
+        cold = cs.read_manifest(c["data_path"], dataset)
+    out = recbole_run(run.model, dataset, config_dict=settings,
+                      callback_fn=lambda epoch, result: curve.append(float(result[VALID_METRIC])))
+    data, train_data, _, test_data = out["data"]
+    cold_ids = None if cold is None else cs.cold_item_ids(data, cold["cold_items"])
+    analyses = evaluate_test(out["model"], data, train_data, test_data, exp.analyses,
+                             cold_items=cold_ids, seed=run.seed)
+    return {
+        "model": run.model, "dataset": run.dataset, "text_emb": run.text_emb,
+        "variant": run.variant, "seed": run.seed,
+        "overrides": exp.variants[run.variant]["set"] if run.variant in exp.variants else {},
+        "test": {k: float(v) for k, v in out["test_result"].items()},
+        "best_valid": {k: float(v) for k, v in out["best_valid_result"].items()},
+        "epochs_run": len(curve),
+        "best_epoch": 1 + curve.index(max(curve)) if curve else None,
+        "epoch_cap": int(out["config"]["epochs"]),
+        "valid_curve": curve,
+        "analyses": analyses,
+        "cold_start": None if cold is None else {
+            k: cold[k] for k in ("name", "fraction", "seed", "n_items", "n_users",
+                                 "kept_interactions", "cold_test_cases")},
+        "checkpoint": os.path.relpath(out["model_file"], ROOT) if out["model_file"] else None,
+        "wall_s": round(time.time() - start, 1),
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "command": "python -m benchmarks.experiments " + shlex.join(sys.argv[1:]),
+    }
+
+
+def save(exp, run, record):
+    """Write a finished run's record (atomically). Returns its path."""
+    path = os.path.join(exp.runs_dir, run.file_name)
+    os.makedirs(exp.runs_dir, exist_ok=True)
+    atomic_write_text(path, lambda fh: json.dump(record, fh, indent=1))
+    return path
+
+
+def pending(exp):
+    """The runs without a record yet."""
+    return [r for r in exp.runs() if not os.path.exists(os.path.join(exp.runs_dir, r.file_name))]
+
+
+def prepare(exp):
+    """Write the derived cold-start datasets (once, before any run uses them)."""
+    from recbole_llm2rec.evaluation import cold_start as cs
+
+    if exp.cold_start:
+        c = exp.cold_start
+        for dataset in exp.datasets:
+            cs.write_cold_start_dataset(exp.data_path, dataset, c["fraction"], c["seed"],
+                                        out_path=c["data_path"])
+
+
+def run_all(exp, parallel=1, address=None, on_done=None):
+    """Run every pending run: in this process, or `parallel` at a time as Ray tasks of 1 CPU
+    (on a cluster at `address` when given). `on_done(run, path)` follows each saved record."""
+    todo = pending(exp)
+    if todo:
+        prepare(exp)
+    if parallel <= 1 and address is None:
+        for run in todo:
+            path = save(exp, run, train_and_evaluate(exp, run))
+            if on_done:
+                on_done(run, path)
+        return len(todo)
+    import ray
+
+    ray.init(address=address, num_cpus=None if address else parallel, include_dashboard=False,
+             log_to_driver=False, runtime_env={"env_vars": {
+                 "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
+                 "OMP_NUM_THREADS": "1"}})
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(_remote_run)
+        waiting = {task.remote(exp, run): run for run in todo}
+        while waiting:
+            done, _ = ray.wait(list(waiting), num_returns=1)
+            run = waiting.pop(done[0])
+            path = save(exp, run, ray.get(done[0]))
+            if on_done:
+                on_done(run, path)
+    finally:
+        ray.shutdown()
+    return len(todo)
+
+
+def _remote_run(exp, run):
+    import torch
+
+    torch.set_num_threads(1)
+    return train_and_evaluate(exp, run)
