@@ -1,11 +1,12 @@
 """python -m benchmarks.experiments --config <yaml> [--parallel N | --address ADDR] [--report]"""
 import argparse
+import dataclasses
 import sys
 
 from benchmarks.experiments import execute
 from benchmarks.experiments.spec import load_experiment
 from benchmarks.experiments.tables import write_tables
-from recbole_llm2rec.errors import cli_main
+from recbole_llm2rec.errors import InputError, cli_main
 
 
 def main(argv=None):
@@ -15,21 +16,29 @@ def main(argv=None):
     p.add_argument("--parallel", type=int, default=1,
                    help="runs at a time, as Ray tasks of 1 CPU each (default: 1, in-process)")
     p.add_argument("--address", default=None, help="Ray cluster address to run the runs on")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="run only these of the config's seeds now (the tables show every run)")
     p.add_argument("--report", action="store_true", help="only rewrite the tables")
     p.add_argument("--list", action="store_true", help="list the runs and whether each is done")
     args = p.parse_args(argv)
-    exp = load_experiment(args.config)
+    exp = todo = load_experiment(args.config)
+    if args.seeds is not None:
+        extra = sorted(set(args.seeds) - set(exp.seeds))
+        if extra:
+            raise InputError("not among the config's seeds", path=args.config, field="seeds",
+                             value=extra)
+        todo = dataclasses.replace(exp, seeds=args.seeds)
     if args.list:
-        todo = set(execute.pending(exp))
-        for run in exp.runs():
-            print(("pending  " if run in todo else "done     ") + run.file_name)
+        waiting = set(execute.pending(todo))
+        for run in todo.runs():
+            print(("pending  " if run in waiting else "done     ") + run.file_name)
         return
     if not args.report:
         def done(run, path):
             print(f"finished {run.file_name}", flush=True)
             write_tables(exp)
 
-        execute.run_all(exp, parallel=args.parallel, address=args.address, on_done=done)
+        execute.run_all(todo, parallel=args.parallel, address=args.address, on_done=done)
     print(write_tables(exp))
 
 

@@ -71,16 +71,16 @@ class Experiment:
         return os.path.join(self.results_dir, self.name)
 
     def runs(self):
-        """Every run of the experiment, in config order."""
+        """Every run of the experiment: seeds, then datasets, models, embedders, variants."""
         runs = []
-        for dataset in self.datasets:
-            for model in self.models:
-                embs = self.embedders if uses_text(model) else [NO_EMB]
-                variants = [NO_VARIANT] + [v for v, spec in self.variants.items()
-                                           if model in spec["models"]]
-                for emb in embs:
-                    for variant in variants:
-                        runs += [Run(model, dataset, emb, variant, s) for s in self.seeds]
+        for seed in self.seeds:  # seed outermost: a first full table comes early
+            for dataset in self.datasets:
+                for model in self.models:
+                    embs = self.embedders if uses_text(model) else [NO_EMB]
+                    variants = [NO_VARIANT] + [v for v, spec in self.variants.items()
+                                               if model in spec["models"]]
+                    runs += [Run(model, dataset, emb, variant, seed)
+                             for emb in embs for variant in variants]
         return runs
 
     def settings(self, run):
