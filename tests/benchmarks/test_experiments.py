@@ -74,3 +74,13 @@ def test_bad_config_is_one_clear_error(tmp_path):
     path.write_text("datasets: [Games]\nmodel: [SASRec]\n")
     with pytest.raises(InputError, match="unknown keys"):
         load_experiment(str(path))
+
+
+@pytest.mark.slow
+def test_parallel_runs_through_ray(config, tmp_path):
+    cli.main(["--config", config, "--parallel", "2"])
+    files = sorted(os.listdir(tmp_path / "results" / "tiny"))
+    assert files == ["SASRec.Games.-.seed0.json", "TextSASRec.Games.rand.mlp.seed0.json",
+                     "TextSASRec.Games.rand.seed0.json"]
+    record = json.loads((tmp_path / "results" / "tiny" / files[0]).read_text())
+    assert record["analyses"]["full"]["all"]["n"] > 0
