@@ -234,6 +234,11 @@ def write_tables(exp):
             if chosen:
                 lines += ([f"**{block}**", ""] if len(exp.blocks) > 1 else [])
                 lines += table(exp, chosen, datasets, columns, **options) + [""]
+    from benchmarks.experiments.figures import write_figures
+
+    pictures = write_figures(exp, records)
+    if pictures:
+        lines += ["## Pictures", ""] + [f"![{p}]({p})" for p in pictures] + [""]
     lines += ["## Runs", ""]
     lines += [f"- {row_label(row_key(r))}, {r['dataset']}, seed {r['seed']}: "
               f"{r['epochs_run']} epochs (best {r.get('best_epoch')}, cap {r['epoch_cap']}), "

@@ -55,6 +55,8 @@ def test_runs_write_records_and_tables_and_resume(config, tmp_path, monkeypatch)
     md = (tmp_path / "results" / "tiny.md").read_text()
     assert "Cold-start items" in md and "TextSASRec · rand [mlp]" in md
     assert "(cap 2: 1/1)" in md and "Random ranking (expected)" in md
+    assert "![tiny.curves.png](tiny.curves.png)" in md and "![tiny.groups.png]" in md
+    assert (tmp_path / "results" / "tiny.groups.png").stat().st_size > 1000
     rows = list(csv.DictReader(open(tmp_path / "results" / "tiny.csv")))
     assert [r["variant"] for r in rows] == ["-", "-", "mlp"]
     assert float(rows[0]["full.cold.recall@10"]) >= 0
