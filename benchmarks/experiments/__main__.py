@@ -1,6 +1,7 @@
 """python -m benchmarks.experiments --config <yaml> [--parallel N | --address ADDR] [--report]"""
 import argparse
 import dataclasses
+import shlex
 import sys
 
 from benchmarks.experiments import execute
@@ -38,7 +39,10 @@ def main(argv=None):
             print(f"finished {run.file_name}", flush=True)
             write_tables(exp)
 
-        execute.run_all(todo, parallel=args.parallel, address=args.address, on_done=done)
+        command = "python -m benchmarks.experiments " + shlex.join(
+            sys.argv[1:] if argv is None else argv)
+        execute.run_all(todo, parallel=args.parallel, address=args.address, on_done=done,
+                        command=command)
     print(write_tables(exp))
 
 

@@ -8,8 +8,6 @@ checkpoint, wall_s, finished, machine, command.
 """
 import json
 import os
-import shlex
-import sys
 import time
 
 from benchmarks.experiments.spec import ROOT
@@ -19,8 +17,9 @@ from recbole_llm2rec.feat import atomic_write_text
 VALID_METRIC = "recall@20"  # props/overall.yaml's valid_metric
 
 
-def train_and_evaluate(exp, run):
-    """Train `run`, test it and run the experiment's analyses. Returns its record."""
+def train_and_evaluate(exp, run, command=""):
+    """Train `run`, test it and run the experiment's analyses. Returns its record; `command` is
+    the command line recorded in it."""
     from recbole_llm2rec.evaluation import evaluate_test
     from recbole_llm2rec.evaluation import cold_start as cs
     from recbole_llm2rec.quick_start import run as recbole_run
@@ -60,7 +59,7 @@ def train_and_evaluate(exp, run):
         "wall_s": round(time.time() - start, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
-        "command": "python -m benchmarks.experiments " + shlex.join(sys.argv[1:]),
+        "command": command,
     }
 
 
@@ -88,7 +87,7 @@ def prepare(exp):
                                         out_path=c["data_path"])
 
 
-def run_all(exp, parallel=1, address=None, on_done=None):
+def run_all(exp, parallel=1, address=None, on_done=None, command=""):
     """Run every pending run: in this process, or `parallel` at a time as Ray tasks of 1 CPU
     (on a cluster at `address` when given). `on_done(run, path)` follows each saved record."""
     todo = pending(exp)
@@ -96,7 +95,7 @@ def run_all(exp, parallel=1, address=None, on_done=None):
         prepare(exp)
     if parallel <= 1 and address is None:
         for run in todo:
-            path = save(exp, run, train_and_evaluate(exp, run))
+            path = save(exp, run, train_and_evaluate(exp, run, command))
             if on_done:
                 on_done(run, path)
         return len(todo)
@@ -108,7 +107,7 @@ def run_all(exp, parallel=1, address=None, on_done=None):
                  "OMP_NUM_THREADS": "1"}})
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(_remote_run)
-        waiting = {task.remote(exp, run): run for run in todo}
+        waiting = {task.remote(exp, run, command): run for run in todo}
         while waiting:
             done, _ = ray.wait(list(waiting), num_returns=1)
             run = waiting.pop(done[0])
@@ -120,8 +119,8 @@ def run_all(exp, parallel=1, address=None, on_done=None):
     return len(todo)
 
 
-def _remote_run(exp, run):
+def _remote_run(exp, run, command):
     import torch
 
     torch.set_num_threads(1)
-    return train_and_evaluate(exp, run)
+    return train_and_evaluate(exp, run, command)

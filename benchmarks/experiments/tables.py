@@ -150,8 +150,10 @@ def sections(exp, records):
     if has("full", "cold"):
         cols = [(f"{g} {SHORT[m]}", lambda r, g=g, m=m: get(r, "analyses", "full", g, m))
                 for g in ("warm", "cold") for m in METRICS]
+        sizes = next(r["analyses"]["full"] for r in records if get(r, "analyses", "full", "cold"))
         out.append(("Cold-start items", "Test cases whose target is a withheld (cold) item vs "
-                    "the others (warm), full ranking over all items.", cols,
+                    f"the others (warm), full ranking over all items ({sizes['warm']['n']} warm "
+                    f"and {sizes['cold']['n']} cold test cases in the first run's data).", cols,
                     {"random": _random("full")}))
     for mode, groups, title in (("full", ("popular", "unpopular"), "Popularity groups"),
                                 ("full", ("frequent", "rare"), "Frequent and rare items")):
@@ -163,8 +165,12 @@ def sections(exp, records):
     if has("shuffled", "all"):
         cols = [(f"{mode} {SHORT[m]}", lambda r, mode=mode, m=m: get(r, "analyses", mode, "all", m))
                 for mode in ("full", "shuffled") for m in ("recall@10", "ndcg@10")]
+        cols.append(("change R@10", lambda r: _change(get(r, "analyses", "full", "all", "recall@10"),
+                                                      get(r, "analyses", "shuffled", "all",
+                                                          "recall@10"))))
         out.append(("Shuffled histories", "Test metrics with every test history randomly "
-                    "permuted (items only, seeded per user) next to the original order.", cols, {}))
+                    "permuted (items only, seeded per user) next to the original order; change: "
+                    "(shuffled - original) / original per run.", cols, {}))
     if has("uni100", "all"):
         cols = [(f"uni100 {SHORT[m]}", lambda r, m=m: get(r, "analyses", "uni100", "all", m))
                 for m in METRICS]
@@ -172,6 +178,10 @@ def sections(exp, records):
                     "interacted with (compare with papers using 100 negatives).", cols,
                     {"random": _random("uni100")}))
     return out
+
+
+def _change(before, after):
+    return None if not before or after is None else (after - before) / before
 
 
 def flat(record):
