@@ -199,3 +199,26 @@ def test_full_ranking_metrics_equal_recboles(tmp_path):
     assert report["uni100"]["all"]["recall@10"] >= report["full"]["all"]["recall@10"]
     assert report["random"]["uni100"]["recall@10"] == pytest.approx(10 / 101)
     assert set(report) >= {"full", "shuffled", "uni100", "random"}
+
+
+def test_checkpoint_cli_reports_warm_and_cold(tiny_root, tiny_cold, tmp_path, monkeypatch, capsys):
+    import json
+
+    from recbole_llm2rec import quick_start
+    from recbole_llm2rec.evaluation import __main__ as cli
+
+    name = tiny_cold[0]
+    out = run("SASRec", name, config_dict={**SMALL, **cs.cold_start_config(tiny_root, name),
+                                           "checkpoint_dir": str(tmp_path), "topk": [5],
+                                           "valid_metric": "Recall@5"})  # 10 items
+    loaded = (out["config"], out["model"], *out["data"])
+    # the checkpoint loader is quick_start's; here the run's own objects stand in for its result
+    monkeypatch.setattr(quick_start, "load_data_and_model",
+                        lambda path: loaded if path == out["model_file"] else None, raising=False)
+    cli.main([out["model_file"], "--analyses", "popularity", "--out", str(tmp_path / "r.json")])
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert json.loads(capsys.readouterr().out) == report
+    assert report["full"]["cold"]["n"] == 3 and report["full"]["warm"]["n"] == 2
+    assert set(report["full"]) == {"all", "popular", "unpopular", "cold", "warm"}
+    with pytest.raises(Exception, match="checkpoint not found"):
+        cli.main([str(tmp_path / "missing.pth")])
