@@ -77,9 +77,21 @@ def pending(exp):
 
 
 def prepare(exp):
-    """Write the derived cold-start datasets (once, before any run uses them)."""
+    """Check the models and dataset folders, and write the derived cold-start datasets (once,
+    before any run uses them)."""
+    from recbole_llm2rec.errors import InputError
     from recbole_llm2rec.evaluation import cold_start as cs
+    from recbole_llm2rec.quick_start import resolve_model
 
+    for model in exp.models:
+        try:
+            resolve_model(model)
+        except ValueError as err:
+            raise InputError(str(err), path=exp.path, field="models", value=model) from None
+    for dataset in exp.datasets:
+        if not os.path.isdir(os.path.join(exp.data_path, dataset)):
+            raise InputError(f"no folder {dataset}/ in {exp.data_path}", path=exp.path,
+                             field="datasets", value=dataset)
     if exp.cold_start:
         c = exp.cold_start
         for dataset in exp.datasets:

@@ -86,3 +86,15 @@ def test_parallel_runs_through_ray(config, tmp_path):
                      "TextSASRec.Games.rand.seed0.json"]
     record = json.loads((tmp_path / "results" / "tiny" / files[0]).read_text())
     assert record["analyses"]["full"]["all"]["n"] > 0
+
+
+def test_unknown_model_or_dataset_is_named_before_any_run(config, tmp_path):
+    text = open(config).read()
+    bad = tmp_path / "bad_model.yaml"
+    bad.write_text(text.replace("models: [SASRec, TextSASRec]", "models: [SASRex]"))
+    with pytest.raises(InputError, match="models.*SASRex"):
+        cli.main(["--config", str(bad)])
+    bad.write_text(text.replace("[Games]", "[Gamez]"))
+    with pytest.raises(InputError, match="datasets.*Gamez"):
+        cli.main(["--config", str(bad)])
+    assert not os.path.exists(tmp_path / "results" / "tiny")
