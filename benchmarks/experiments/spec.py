@@ -126,13 +126,13 @@ def load_experiment(path, results_dir=RESULTS):
     if isinstance(datasets, list):
         blocks = {"Datasets": _list(raw, "datasets", path)}
     elif isinstance(datasets, dict):
-        blocks = {"In-domain": datasets.get("in_domain") or [],
-                  "Out-of-domain": datasets.get("out_of_domain") or []}
         extra = sorted(set(datasets) - {"in_domain", "out_of_domain"})
-        if extra or not any(blocks.values()):
+        if extra or not any(datasets.values()):
             raise InputError("give a list, or in_domain / out_of_domain lists", path=path,
                              field="datasets", value=datasets)
-        blocks = {k: _list(blocks, k, path) for k, v in blocks.items() if v}
+        blocks = {title: _list({f"datasets.{key}": datasets[key]}, f"datasets.{key}", path)
+                  for title, key in (("In-domain", "in_domain"), ("Out-of-domain", "out_of_domain"))
+                  if datasets.get(key)}
     else:
         raise InputError("missing or not a list", path=path, field="datasets", value=datasets)
     models = _list(raw, "models", path)
