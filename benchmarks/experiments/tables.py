@@ -165,12 +165,12 @@ def sections(exp, records):
     if has("shuffled", "all"):
         cols = [(f"{mode} {SHORT[m]}", lambda r, mode=mode, m=m: get(r, "analyses", mode, "all", m))
                 for mode in ("full", "shuffled") for m in ("recall@10", "ndcg@10")]
-        cols.append(("change R@10", lambda r: _change(get(r, "analyses", "full", "all", "recall@10"),
-                                                      get(r, "analyses", "shuffled", "all",
-                                                          "recall@10"))))
+        cols.append(("change R@10 (%)",
+                     lambda r: _change(get(r, "analyses", "full", "all", "recall@10"),
+                                       get(r, "analyses", "shuffled", "all", "recall@10"))))
         out.append(("Shuffled histories", "Test metrics with every test history randomly "
                     "permuted (items only, seeded per user) next to the original order; change: "
-                    "(shuffled - original) / original per run.", cols, {}))
+                    "100 x (shuffled - original) / original per run.", cols, {}))
     if has("uni100", "all"):
         cols = [(f"uni100 {SHORT[m]}", lambda r, m=m: get(r, "analyses", "uni100", "all", m))
                 for m in METRICS]
@@ -181,7 +181,8 @@ def sections(exp, records):
 
 
 def _change(before, after):
-    return None if not before or after is None else (after - before) / before
+    """Relative change in percent (None when it has no meaning)."""
+    return None if not before or after is None else 100 * (after - before) / before
 
 
 def flat(record):
