@@ -1,6 +1,8 @@
 """python -m benchmarks.experiments --config <yaml> [--parallel N | --address ADDR] [--report]"""
 import argparse
 import dataclasses
+import json
+import os
 import shlex
 import sys
 
@@ -21,6 +23,9 @@ def main(argv=None):
                    help="run only these of the config's seeds now (the tables show every run)")
     p.add_argument("--report", action="store_true", help="only rewrite the tables")
     p.add_argument("--list", action="store_true", help="list the runs and whether each is done")
+    p.add_argument("--reanalyse", action="store_true",
+                   help="recompute the analyses of finished runs from their checkpoints "
+                        "(no training), e.g. after adding one to the config")
     args = p.parse_args(argv)
     exp = todo = load_experiment(args.config)
     if args.seeds is not None:
@@ -34,7 +39,16 @@ def main(argv=None):
         for run in todo.runs():
             print(("pending  " if run in waiting else "done     ") + run.file_name)
         return
-    if not args.report:
+    if args.reanalyse:
+        for run in todo.runs():
+            path = os.path.join(exp.runs_dir, run.file_name)
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as fh:
+                    record = execute.reanalyse(exp, run, json.load(fh))
+                print(("reanalysed " if record else "no checkpoint: ") + run.file_name, flush=True)
+                if record:
+                    execute.save(exp, run, record)
+    elif not args.report:
         def done(run, path):
             print(f"finished {run.file_name}", flush=True)
             write_tables(exp)

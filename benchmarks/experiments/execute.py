@@ -17,30 +17,43 @@ from recbole_llm2rec.feat import atomic_write_text
 VALID_METRIC = "recall@20"  # props/overall.yaml's valid_metric
 
 
-def train_and_evaluate(exp, run, command=""):
-    """Train `run`, test it and run the experiment's analyses. Returns its record; `command` is
-    the command line recorded in it."""
-    from recbole_llm2rec.evaluation import evaluate_test
+def run_settings(exp, run):
+    """(RecBole settings, dataset name to load, cold-start manifest or None) of `run`."""
     from recbole_llm2rec.evaluation import cold_start as cs
-    from recbole_llm2rec.quick_start import run as recbole_run
 
-    start, curve = time.time(), []
     settings = exp.settings(run)
     settings["checkpoint_dir"] = os.path.join(ROOT, "saved", "experiments", exp.name,
                                               run.file_name[:-len(".json")])
-    dataset, cold = run.dataset, None
-    if exp.cold_start:
-        c = exp.cold_start
-        dataset = cs.write_cold_start_dataset(exp.data_path, run.dataset, c["fraction"], c["seed"],
-                                              out_path=c["data_path"])
-        settings.update(cs.cold_start_config(c["data_path"], dataset))
-        cold = cs.read_manifest(c["data_path"], dataset)
+    if not exp.cold_start:
+        return settings, run.dataset, None
+    c = exp.cold_start
+    dataset = cs.write_cold_start_dataset(exp.data_path, run.dataset, c["fraction"], c["seed"],
+                                          out_path=c["data_path"])
+    settings.update(cs.cold_start_config(c["data_path"], dataset))
+    return settings, dataset, cs.read_manifest(c["data_path"], dataset)
+
+
+def analyse(exp, run, model, data, train_data, test_data, cold):
+    """The experiment's analyses of a trained model (see evaluate_test)."""
+    from recbole_llm2rec.evaluation import cold_start as cs
+    from recbole_llm2rec.evaluation import evaluate_test
+
+    cold_ids = None if cold is None else cs.cold_item_ids(data, cold["cold_items"])
+    return evaluate_test(model, data, train_data, test_data, exp.analyses, cold_items=cold_ids,
+                         seed=run.seed)
+
+
+def train_and_evaluate(exp, run, command=""):
+    """Train `run`, test it and run the experiment's analyses. Returns its record; `command` is
+    the command line recorded in it."""
+    from recbole_llm2rec.quick_start import run as recbole_run
+
+    start, curve = time.time(), []
+    settings, dataset, cold = run_settings(exp, run)
     out = recbole_run(run.model, dataset, config_dict=settings,
                       callback_fn=lambda epoch, result: curve.append(float(result[VALID_METRIC])))
     data, train_data, _, test_data = out["data"]
-    cold_ids = None if cold is None else cs.cold_item_ids(data, cold["cold_items"])
-    analyses = evaluate_test(out["model"], data, train_data, test_data, exp.analyses,
-                             cold_items=cold_ids, seed=run.seed)
+    analyses = analyse(exp, run, out["model"], data, train_data, test_data, cold)
     return {
         "model": run.model, "dataset": run.dataset, "text_emb": run.text_emb,
         "variant": run.variant, "seed": run.seed,
@@ -61,6 +74,29 @@ def train_and_evaluate(exp, run, command=""):
         "machine": machine(),
         "command": command,
     }
+
+
+def reanalyse(exp, run, record):
+    """Recompute a finished run's analyses from its checkpoint (no training): the record with
+    new `analyses` and `analysed` (when), or None when the checkpoint is gone."""
+    import torch
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_llm2rec.quick_start import build_config
+
+    path = os.path.join(ROOT, record.get("checkpoint") or "-")
+    if not os.path.isfile(path):
+        return None
+    settings, dataset, cold = run_settings(exp, run)
+    config, model_class = build_config(run.model, dataset, config_dict=settings)
+    data = create_dataset(config)
+    train_data, _, test_data = data_preparation(config, data)
+    model = model_class(config, train_data._dataset).to(config["device"])
+    state = torch.load(path, map_location=config["device"], weights_only=True)
+    model.load_state_dict(state["state_dict"])
+    model.load_other_parameter(state.get("other_parameter"))
+    return {**record, "analyses": analyse(exp, run, model, data, train_data, test_data, cold),
+            "analysed": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def save(exp, run, record):

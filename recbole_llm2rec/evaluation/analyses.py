@@ -34,11 +34,14 @@ def item_groups(train_dataset, analyses=ANALYSES, cold_items=None):
     return chosen
 
 
-def grouped_metrics(ranks, targets, groups, topk):
-    """Metrics of all cases and of the cases whose target is in each group."""
-    result = {"all": metrics_from_ranks(ranks, topk)}
+def grouped_metrics(ranked, groups, topk, prefix=""):
+    """Metrics of all cases and of the cases whose target is in each group (`prefix` "sampled_"
+    reads the sampled ranks)."""
+    ranks, ties = ranked[prefix + "rank"], ranked[prefix + "ties"]
+    result = {"all": metrics_from_ranks(ranks, ties, topk)}
     for name, ids in groups.items():
-        result[name] = metrics_from_ranks(ranks[np.isin(targets, ids)], topk)
+        chosen = np.isin(ranked["target"], ids)
+        result[name] = metrics_from_ranks(ranks[chosen], ties[chosen], topk)
     return result
 
 
@@ -56,16 +59,16 @@ def evaluate_test(model, dataset, train_data, test_data, analyses=ANALYSES, cold
     groups = item_groups(train_data._dataset, analyses, cold_items)
     negatives = sample_negatives(dataset, N_NEGATIVES, seed) if "uni100" in analyses else None
     ranked = rank_targets(model, test_data, negatives=negatives)
-    report = {"full": grouped_metrics(ranked["rank"], ranked["target"], groups, topk),
+    report = {"full": grouped_metrics(ranked, groups, topk),
               "random": {"full": random_metrics(dataset.item_num - 1, topk)},
               "group_sizes": {name: int(len(ids)) for name, ids in groups.items()},
               "seed": seed}
     if negatives is not None:
-        report["uni100"] = grouped_metrics(ranked["sampled_rank"], ranked["target"], groups, topk)
+        report["uni100"] = grouped_metrics(ranked, groups, topk, prefix="sampled_")
         report["random"]["uni100"] = random_metrics(N_NEGATIVES + 1, topk)
     if "shuffle" in analyses:
         config = test_data._dataset.config
         shuffled = rank_targets(model, test_data,
                                 transform=lambda inter: shuffle_histories(inter, config, seed))
-        report["shuffled"] = grouped_metrics(shuffled["rank"], shuffled["target"], groups, topk)
+        report["shuffled"] = grouped_metrics(shuffled, groups, topk)
     return report

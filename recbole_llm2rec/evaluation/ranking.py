@@ -3,9 +3,14 @@ Recall/NDCG computed from those ranks, so metrics can be split by any group of t
 
 With one target per test case (leave-one-out), RecBole's Recall@K is 1 when the target is in the
 top K and NDCG@K is 1 / log2(rank + 2) (rank 0 = top), averaged over test cases; the metrics here
-are the same numbers, computed from the stored ranks. A rank counts the items scored strictly
-higher than the target (ties resolve in the target's favour), after RecBole's own masking
-(item 0 = [PAD] never ranks; for non-sequential models the user's history is masked).
+are the same numbers, computed from the stored ranks, after RecBole's own masking (item 0 = [PAD]
+never ranks; for non-sequential models the user's history is masked).
+
+Ties: a rank counts the items scored strictly higher than the target, and `ties` the other items
+with exactly its score (text models give items with identical titles identical scores). The
+metrics are their expectation when ties are broken uniformly at random: the target is equally
+likely at each rank from `rank` to `rank + ties`. RecBole's `torch.topk` breaks ties in an
+arbitrary order, so its numbers can differ from these only when ties exist.
 """
 import math
 
@@ -19,14 +24,14 @@ def rank_targets(model, eval_data, negatives=None, transform=None):
 
     `negatives` [user_num, k] (see `sampled.sample_negatives`) adds each case's rank among its
     target and its user's k negatives; `transform(interaction)` changes each batch's input first
-    (e.g. `shuffle.shuffle_histories`). Returns {"user", "target", "rank"[, "sampled_rank"]}
-    as int64 arrays of one entry per test case.
+    (e.g. `shuffle.shuffle_histories`). Returns {"user", "target", "rank", "ties"[,
+    "sampled_rank", "sampled_ties"]} as int64 arrays of one entry per test case.
     """
     model.eval()
     device = next(model.parameters()).device
     uid_field = eval_data._dataset.uid_field
     n_items = eval_data._dataset.item_num
-    out = {"user": [], "target": [], "rank": [], "sampled_rank": []}
+    out = {k: [] for k in ("user", "target", "rank", "ties", "sampled_rank", "sampled_ties")}
     for interaction, history_index, positive_u, positive_i in eval_data:
         if transform is not None:
             interaction = transform(interaction)
@@ -41,20 +46,30 @@ def rank_targets(model, eval_data, negatives=None, transform=None):
         out["user"].append(users.cpu())
         out["target"].append(positive_i.cpu())
         out["rank"].append((rows > target).sum(1).cpu())
+        out["ties"].append((rows == target).sum(1).cpu() - 1)  # the target itself is not a tie
         if negatives is not None:
             candidates = torch.as_tensor(negatives, device=device)[users]  # [cases, k]
-            out["sampled_rank"].append((rows.gather(1, candidates) > target).sum(1).cpu())
+            sampled = rows.gather(1, candidates)
+            out["sampled_rank"].append((sampled > target).sum(1).cpu())
+            out["sampled_ties"].append((sampled == target).sum(1).cpu())
     return {k: torch.cat(v).numpy().astype(np.int64) for k, v in out.items() if v}
 
 
-def metrics_from_ranks(ranks, topk=(10, 20)):
-    """Recall@K and NDCG@K averaged over the cases, and their number "n" (0 cases: metrics None)."""
-    ranks = np.asarray(ranks)
+def metrics_from_ranks(ranks, ties=None, topk=(10, 20)):
+    """Recall@K and NDCG@K averaged over the cases, and their number "n" (0 cases: metrics None).
+
+    With `ties`, a case's metrics are averaged over the ranks rank .. rank + ties."""
+    ranks = np.asarray(ranks, dtype=np.int64)
+    ties = np.zeros_like(ranks) if ties is None else np.asarray(ties, dtype=np.int64)
     result = {}
     for k in topk:
-        hit = ranks < k
-        result[f"recall@{k}"] = float(hit.mean()) if len(ranks) else None
-        result[f"ndcg@{k}"] = float((hit / np.log2(ranks + 2.0)).mean()) if len(ranks) else None
+        recall, ndcg = np.zeros(len(ranks)), np.zeros(len(ranks))
+        for r in range(k):  # the share of the target's equally likely positions that is r
+            at_r = ((ranks <= r) & (r <= ranks + ties)) / (ties + 1.0)
+            recall += at_r
+            ndcg += at_r / np.log2(r + 2.0)
+        result[f"recall@{k}"] = float(recall.mean()) if len(ranks) else None
+        result[f"ndcg@{k}"] = float(ndcg.mean()) if len(ranks) else None
     result["n"] = int(len(ranks))
     return result
 

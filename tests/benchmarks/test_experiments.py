@@ -63,6 +63,11 @@ def test_runs_write_records_and_tables_and_resume(config, tmp_path, monkeypatch)
     # finished runs are never recomputed
     monkeypatch.setattr(execute, "train_and_evaluate", lambda *a: pytest.fail("recomputed"))
     cli.main(["--config", config])
+    # analyses recomputed from the checkpoint, without training, give the same numbers
+    cli.main(["--config", config, "--reanalyse"])
+    again = json.loads((runs_dir / "TextSASRec.Games.rand.mlp.seed0.json").read_text())
+    assert again["analyses"] == record["analyses"] and again["test"] == record["test"]
+    assert "analysed" in again
     # a run without a file (killed before it finished) runs again
     os.remove(runs_dir / "SASRec.Games.-.seed0.json")
     assert [r.file_name for r in execute.pending(exp)] == ["SASRec.Games.-.seed0.json"]

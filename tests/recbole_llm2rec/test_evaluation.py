@@ -222,3 +222,35 @@ def test_checkpoint_cli_reports_warm_and_cold(tiny_root, tiny_cold, tmp_path, mo
     assert set(report["full"]) == {"all", "popular", "unpopular", "cold", "warm"}
     with pytest.raises(Exception, match="checkpoint not found"):
         cli.main([str(tmp_path / "missing.pth")])
+
+
+def test_metrics_average_over_tied_positions():
+    from recbole_llm2rec.evaluation.ranking import metrics_from_ranks
+
+    # case 1: rank 0, no tie; case 2: 9 items above and 1 tie -> position 9 or 10;
+    # case 3: rank 12 -> outside the top 10
+    m = metrics_from_ranks([0, 9, 12], ties=[0, 1, 0], topk=(10,))
+    assert m["recall@10"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert m["ndcg@10"] == pytest.approx((1 + 0.5 / np.log2(11)) / 3)
+    assert metrics_from_ranks([0, 9, 12], topk=(10,))["recall@10"] == pytest.approx(2 / 3)
+    assert metrics_from_ranks([], topk=(10,)) == {"recall@10": None, "ndcg@10": None, "n": 0}
+
+
+def test_identical_items_tie_instead_of_favouring_the_target(tiny_cold):
+    name, dataset, (train, valid, test) = tiny_cold
+    from recbole_llm2rec.evaluation.ranking import rank_targets
+
+    class Constant(torch.nn.Module):  # every item scores the same: all tie
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def full_sort_predict(self, interaction):
+            return torch.zeros(len(interaction), dataset.item_num) + self.w
+
+    ranked = rank_targets(Constant(), test)
+    assert ranked["rank"].tolist() == [0] * 5 and ranked["ties"].tolist() == [9] * 5
+    from recbole_llm2rec.evaluation.ranking import metrics_from_ranks
+
+    # 10 real items, all tied: the target is at each of the 10 positions with probability 1/10
+    assert metrics_from_ranks(ranked["rank"], ranked["ties"], (5,))["recall@5"] == pytest.approx(0.5)
