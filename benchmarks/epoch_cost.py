@@ -1,4 +1,4 @@
-"""Training cost of TextSASRec item representations vs RecBole's SASRec on the same data, in one run.
+"""Training and full-sort evaluation cost of TextSASRec variants vs RecBole's SASRec, in one run.
 
     python benchmarks/epoch_cost.py --dataset Games --data_path dataset/ --text_emb minilm \
         --variants text text+id:item_repr=text+id moe:adapter_type=moe --batches 30
@@ -8,7 +8,8 @@ Every model shares the dataset, batch size (train_batch_size) and sequence lengt
 trains every model in turn (SASRec, then each variant) on the same `--batches` batches (0: a
 whole epoch), so machine load affects all alike; both wall time and the process's CPU time are
 recorded (CPU time is what a shared machine's load disturbs least). An epoch's cost is the time
-per batch times the batches of an epoch. Appends the figures to benchmarks/results/epoch_cost.md.
+per batch times the batches of an epoch. After each round's training, every model also runs
+one full-sort evaluation of the test users (wall time). Appends the figures to benchmarks/results/epoch_cost.md.
 """
 import argparse
 import os
@@ -65,7 +66,7 @@ def main(argv=None):
     common = {"data_path": args.data_path, "text_emb": args.text_emb, "show_progress": False,
               **parse_overrides([f"--{kv}" for kv in args.set])}
     config, _ = build_config("SASRec", args.dataset, config_dict=common)
-    train_data, _, _ = data_preparation(config, create_dataset(config))
+    train_data, _, test_data = data_preparation(config, create_dataset(config))
     batches = []
     for interaction in train_data:
         if args.batches and len(batches) == args.batches:
@@ -81,20 +82,26 @@ def main(argv=None):
         net = cls(cfg, train_data._dataset).to(cfg["device"])
         trainers[label] = get_trainer(cfg["MODEL_TYPE"], model)(cfg, net)
     times = {label: [] for label in trainers}
+    evals = {label: [] for label in trainers}
     for r in range(args.rounds):
         for label, trainer in trainers.items():
             times[label].append(train_batches(trainer, batches))
-            print(f"round {r}: {label} wall {times[label][-1][0]:.1f}s cpu {times[label][-1][1]:.1f}s",
-                  flush=True)
+            start = time.perf_counter()
+            trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+            evals[label].append(time.perf_counter() - start)
+            print(f"round {r}: {label} wall {times[label][-1][0]:.1f}s cpu {times[label][-1][1]:.1f}s, "
+                  f"full-sort test {evals[label][-1]:.1f}s", flush=True)
 
     per_epoch = len(train_data) / len(batches)
     base_wall = min(w for w, _ in times["SASRec"])
     base_cpu = min(c for _, c in times["SASRec"])
+    base_eval = min(evals["SASRec"])
     rows = []
     for label, ts in times.items():
         wall, cpu = min(w for w, _ in ts), min(c for _, c in ts)
         rows.append(f"| {label} | {', '.join(f'{w:.1f}/{c:.1f}' for w, c in ts)} | "
-                    f"{cpu * per_epoch:.0f} | **{cpu / base_cpu:.2f}x** | {wall / base_wall:.2f}x |")
+                    f"{cpu * per_epoch:.0f} | **{cpu / base_cpu:.2f}x** | {wall / base_wall:.2f}x | "
+                    f"{min(evals[label]):.2f} | **{min(evals[label]) / base_eval:.2f}x** |")
     lines = [
         f"## {args.dataset}, text_emb={args.text_emb}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
@@ -103,8 +110,9 @@ def main(argv=None):
         f"{config['MAX_ITEM_LIST_LENGTH']}, hidden {config['hidden_size']}, {len(batches)} of "
         f"{len(train_data)} batches of an epoch timed per round.",
         "",
-        "| model | wall/CPU s per round | CPU s per epoch (est.) | CPU vs SASRec | wall vs SASRec |",
-        "|---|---|---:|---:|---:|",
+        "| model | wall/CPU s per round | CPU s per epoch (est.) | CPU vs SASRec | wall vs SASRec "
+        "| full-sort test s | eval vs SASRec |",
+        "|---|---|---:|---:|---:|---:|---:|",
         *rows,
         "",
         "Ratios use each model's fastest round; target <= 1.3x.",

@@ -194,7 +194,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
         callback_fn=None):
     """Train and test one model. `callback_fn(epoch_idx, valid_result)` runs after each validation.
 
-    Returns a dict with best_valid_score, best_valid_result, test_result and the config.
+    Returns a dict with best_valid_score, best_valid_result, test_result, the config, the
+    trained model (best checkpoint loaded when saved) and the data (dataset, train, valid, test).
     """
     config, model_class = build_config(model, dataset, config_file_list, config_dict, overrides)
     warnings = check_data(config)
@@ -228,6 +229,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
         "valid_score_bigger": config["valid_metric_bigger"],
         "config": config,
         "model_file": trainer.saved_model_file if saved else None,
+        "model": net,
+        "data": (data, train_data, valid_data, test_data),
     }
 
 

@@ -1,0 +1,64 @@
+"""python -m benchmarks.experiments --config <yaml> [--parallel N | --address ADDR] [--report]"""
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import sys
+
+from benchmarks.experiments import execute
+from benchmarks.experiments.spec import load_experiment
+from benchmarks.experiments.tables import write_tables
+from recbole_llm2rec.errors import InputError, cli_main
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.experiments",
+                                description="Run an experiment config and write its tables.")
+    p.add_argument("--config", required=True, help="experiment yaml (benchmarks/configs/)")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="runs at a time, as Ray tasks of 1 CPU each (default: 1, in-process)")
+    p.add_argument("--address", default=None, help="Ray cluster address to run the runs on")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="run only these of the config's seeds now (the tables show every run)")
+    p.add_argument("--report", action="store_true", help="only rewrite the tables")
+    p.add_argument("--list", action="store_true", help="list the runs and whether each is done")
+    p.add_argument("--reanalyse", action="store_true",
+                   help="recompute the analyses of finished runs from their checkpoints "
+                        "(no training), e.g. after adding one to the config")
+    args = p.parse_args(argv)
+    exp = todo = load_experiment(args.config)
+    if args.seeds is not None:
+        extra = sorted(set(args.seeds) - set(exp.seeds))
+        if extra:
+            raise InputError("not among the config's seeds", path=args.config, field="seeds",
+                             value=extra)
+        todo = dataclasses.replace(exp, seeds=args.seeds)
+    if args.list:
+        waiting = set(execute.pending(todo))
+        for run in todo.runs():
+            print(("pending  " if run in waiting else "done     ") + run.file_name)
+        return
+    if args.reanalyse:
+        for run in todo.runs():
+            path = os.path.join(exp.runs_dir, run.file_name)
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as fh:
+                    record = execute.reanalyse(exp, run, json.load(fh))
+                print(("reanalysed " if record else "no checkpoint: ") + run.file_name, flush=True)
+                if record:
+                    execute.save(exp, run, record)
+    elif not args.report:
+        def done(run, path):
+            print(f"finished {run.file_name}", flush=True)
+            write_tables(exp)
+
+        command = "python -m benchmarks.experiments " + shlex.join(
+            sys.argv[1:] if argv is None else argv)
+        execute.run_all(todo, parallel=args.parallel, address=args.address, on_done=done,
+                        command=command)
+    print(write_tables(exp))
+
+
+if __name__ == "__main__":
+    cli_main(main, "python -m benchmarks.experiments", sys.argv[1:])

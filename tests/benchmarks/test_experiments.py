@@ -1,0 +1,105 @@
+"""The experiment runner end to end on a tiny slice: runs, run files, tables, resuming."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from benchmarks.experiments import __main__ as cli
+from benchmarks.experiments import execute
+from benchmarks.experiments.spec import load_experiment
+from recbole_llm2rec.errors import InputError
+from recbole_llm2rec.feat import feat_path, write_feat
+from slices import write_slice
+
+
+@pytest.fixture
+def config(tmp_path):
+    root = write_slice(str(tmp_path / "data"), "Games", 120)
+    with open(os.path.join(root, "Games", "Games.item"), encoding="utf-8") as fh:
+        tokens = [line.split("\t")[0] for line in fh.readlines()[1:]]
+    write_feat(feat_path(os.path.join(root, "Games"), "Games", "rand"), tokens,
+               np.random.default_rng(0).normal(size=(len(tokens), 8)))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(f"""
+name: tiny
+data_path: {root}
+results_dir: {tmp_path / 'results'}
+datasets: {{in_domain: [Games]}}
+models: [SASRec, TextSASRec]
+embedders: [rand]
+seeds: [0]
+recbole: {{epochs: 2, train_batch_size: 256, hidden_size: 16, inner_size: 32, n_layers: 1}}
+variants: {{mlp: {{set: {{adapter_type: mlp}}}}}}
+analyses: [popularity, shuffle, uni100]
+cold_start: {{fraction: 0.1, seed: 0, data_path: {tmp_path / 'derived'}}}
+""")
+    return str(path)
+
+
+def test_runs_write_records_and_tables_and_resume(config, tmp_path, monkeypatch):
+    exp = load_experiment(config)
+    assert [r.file_name for r in exp.runs()] == [
+        "SASRec.Games.-.seed0.json", "TextSASRec.Games.rand.seed0.json",
+        "TextSASRec.Games.rand.mlp.seed0.json"]
+    cli.main(["--config", config])
+    runs_dir = tmp_path / "results" / "tiny"
+    record = json.loads((runs_dir / "TextSASRec.Games.rand.mlp.seed0.json").read_text())
+    assert record["overrides"] == {"adapter_type": "mlp"} and record["epoch_cap"] == 2
+    assert record["epochs_run"] == 2 and len(record["valid_curve"]) == 2
+    assert record["cold_start"]["name"] == "Games-cold10s0"
+    full = record["analyses"]["full"]
+    assert full["warm"]["n"] + full["cold"]["n"] == full["all"]["n"]
+    assert {"shuffled", "uni100", "random"} <= set(record["analyses"])
+    md = (tmp_path / "results" / "tiny.md").read_text()
+    assert "Cold-start items" in md and "TextSASRec · rand [mlp]" in md
+    assert "(cap 2: 1/1)" in md and "Random ranking (expected)" in md
+    assert "![tiny.curves.png](tiny.curves.png)" in md and "![tiny.groups.png]" in md
+    assert (tmp_path / "results" / "tiny.groups.png").stat().st_size > 1000
+    rows = list(csv.DictReader(open(tmp_path / "results" / "tiny.csv")))
+    assert [r["variant"] for r in rows] == ["-", "-", "mlp"]
+    assert float(rows[0]["full.cold.recall@10"]) >= 0
+    # finished runs are never recomputed
+    monkeypatch.setattr(execute, "train_and_evaluate", lambda *a: pytest.fail("recomputed"))
+    cli.main(["--config", config])
+    # analyses recomputed from the checkpoint, without training, give the same numbers
+    cli.main(["--config", config, "--reanalyse"])
+    again = json.loads((runs_dir / "TextSASRec.Games.rand.mlp.seed0.json").read_text())
+    assert again["analyses"] == record["analyses"] and again["test"] == record["test"]
+    assert "analysed" in again
+    # a run without a file (killed before it finished) runs again
+    os.remove(runs_dir / "SASRec.Games.-.seed0.json")
+    assert [r.file_name for r in execute.pending(exp)] == ["SASRec.Games.-.seed0.json"]
+
+
+def test_bad_config_is_one_clear_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("datasets: [Games]\nmodels: [SASRec]\nanalyses: [popularty]\n")
+    with pytest.raises(InputError, match="analyses.*popularty"):
+        load_experiment(str(path))
+    path.write_text("datasets: [Games]\nmodel: [SASRec]\n")
+    with pytest.raises(InputError, match="unknown keys"):
+        load_experiment(str(path))
+
+
+@pytest.mark.slow
+def test_parallel_runs_through_ray(config, tmp_path):
+    cli.main(["--config", config, "--parallel", "2"])
+    files = sorted(os.listdir(tmp_path / "results" / "tiny"))
+    assert files == ["SASRec.Games.-.seed0.json", "TextSASRec.Games.rand.mlp.seed0.json",
+                     "TextSASRec.Games.rand.seed0.json"]
+    record = json.loads((tmp_path / "results" / "tiny" / files[0]).read_text())
+    assert record["analyses"]["full"]["all"]["n"] > 0
+
+
+def test_unknown_model_or_dataset_is_named_before_any_run(config, tmp_path):
+    text = open(config).read()
+    bad = tmp_path / "bad_model.yaml"
+    bad.write_text(text.replace("models: [SASRec, TextSASRec]", "models: [SASRex]"))
+    with pytest.raises(InputError, match="models.*SASRex"):
+        cli.main(["--config", str(bad)])
+    bad.write_text(text.replace("[Games]", "[Gamez]"))
+    with pytest.raises(InputError, match="datasets.*Gamez"):
+        cli.main(["--config", str(bad)])
+    assert not os.path.exists(tmp_path / "results" / "tiny")
