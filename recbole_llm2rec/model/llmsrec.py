@@ -290,7 +290,8 @@ class LLMSRec(SequentialRecommender):
             items = torch.tensor([it for i in chunk for it in history_items[i]],
                                  dtype=torch.long, device=device)
             embeds = self.embed_prompts(ids, mask, items, out_vector)
-            hidden = self.llm(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+            hidden = self.llm(inputs_embeds=embeds, attention_mask=mask,
+                              use_cache=False).last_hidden_state
             out = (ids == self.marker_ids[USER_OUT]) | (ids == self.marker_ids[ITEM_OUT])
             states.append(hidden[out].float())  # one out slot per prompt, in row order
         states = torch.cat(states)
