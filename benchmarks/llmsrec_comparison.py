@@ -138,7 +138,7 @@ def write_report():
                      f"{r['test']['ndcg@10']:.4f} | {shuf:.4f} | {change} | {r['epochs']} | "
                      f"{r['train_s']} | {r['valid_s']} | {r['how']} |")
     lines += ["", "Commands:", ""] + sorted({f"    {r['command']}" for r in records})
-    atomic_write_text(REPORT, "\n".join(lines) + "\n")
+    atomic_write_text(REPORT, lambda fh: fh.write("\n".join(lines) + "\n"))
 
 
 def main(argv=None):
@@ -175,7 +175,7 @@ def main(argv=None):
                     record = json.load(open(path, encoding="utf-8"))
                 else:
                     record = run_one(model, args, seed, config)
-                    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+                    atomic_write_text(path, lambda fh: json.dump(record, fh, indent=1))
                 if model == "SASRec":
                     teacher = os.path.join(config.get("checkpoint_dir", "saved"),
                                            record["model_file"])

@@ -120,10 +120,9 @@ def main(argv=None):
               "estimates": estimates,
               "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
               "command": "python benchmarks/llmsrec_cost.py " + shlex.join(sys.argv[1:])}
-    os.makedirs(RUNS, exist_ok=True)
-    atomic_write_text(os.path.join(RUNS, f"cost.{args.dataset}.json"),
-                      json.dumps(record, indent=1) + "\n")
     print(json.dumps(record, indent=1))
+    atomic_write_text(os.path.join(RUNS, f"cost.{args.dataset}.json"),
+                      lambda fh: json.dump(record, fh, indent=1))
 
 
 if __name__ == "__main__":
