@@ -138,7 +138,36 @@ def write_report():
                      f"{r['test']['ndcg@10']:.4f} | {shuf:.4f} | {change} | {r['epochs']} | "
                      f"{r['train_s']} | {r['valid_s']} | {r['how']} |")
     lines += ["", "Commands:", ""] + sorted({f"    {r['command']}" for r in records})
+    for path in sorted(glob.glob(f"{RUNS}/cost.*.json")):
+        lines += [""] + cost_lines(json.load(open(path, encoding="utf-8")))
+    notes = os.path.join(RUNS, "notes.md")  # hand-written: what was cut and why
+    if os.path.isfile(notes):
+        lines += ["", open(notes, encoding="utf-8").read().rstrip()]
     atomic_write_text(REPORT, lambda fh: fh.write("\n".join(lines) + "\n"))
+
+
+def cost_lines(cost):
+    """Markdown for one `llmsrec_cost.py` record."""
+    m, unit = cost["measured"], cost["per_unit_cpu_s"]
+    lines = [f"## LLMSRec cost ({cost['llm']}, history {cost['history_length']}, measured on "
+             f"{cost['dataset']})", "",
+             f"One torch thread, CPU seconds (`time.process_time`, not inflated by other jobs): "
+             f"a training step on {m['train_step_users']} users (forward + backward through the "
+             f"frozen LLM) {m['train_step_cpu_s']} s, {m['items_timed']} catalogue items "
+             f"{m['items_cpu_s']} s, {m['users_timed']} evaluation user prompts "
+             f"{m['users_cpu_s']} s; per unit: training example {unit['train_example']} s, "
+             f"catalogue item {unit['item']} s, evaluation user {unit['eval_user']} s. "
+             f"Wall seconds of the same on the shared machine: {m['train_step_wall_s']}, "
+             f"{m['items_wall_s']}, {m['users_wall_s']}.", "",
+             "| dataset | users | items | training examples/epoch | train CPU s | "
+             "validation CPU s | epoch CPU h |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, e in cost["estimates"].items():
+        c = e["cpu_1_thread"]
+        lines.append(f"| {name} | {e['users']} | {e['items']} | {e['train_examples']} | "
+                     f"{c['train_s']} | {c['eval_s']} | {c['epoch_s'] / 3600:.2f} |")
+    lines += ["", "A test evaluation costs what a validation costs (and the shuffled test as "
+              "much again). Command:", "", f"    {cost['command']}"]
+    return lines
 
 
 def main(argv=None):
