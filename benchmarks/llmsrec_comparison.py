@@ -51,15 +51,17 @@ def shuffle_histories(dataset, seed):
         seqs[row, :n] = seqs[row, :n][torch.randperm(n, generator=generator)]
 
 
-class EpochTimes(logging.Handler):
-    """Collects RecBole's 'epoch N training/evaluating [time: Xs' log lines."""
+class EpochTimes(logging.Filter):
+    """Collects RecBole's 'epoch N training/evaluating [time: Xs' log lines (a filter on the
+    root logger, RecBole's logger: `quick_start.run` replaces the root handlers, not filters)."""
 
     def __init__(self):
         super().__init__()
         self.times = {}
 
-    def emit(self, record):
+    def filter(self, record):
         self.add(record.getMessage())
+        return True
 
     def add(self, line):
         for epoch, phase, seconds in EPOCH_LINE.findall(line):
@@ -105,11 +107,11 @@ def run_one(model, args, seed, config_dict):
                        "teacher_checkpoint": TEACHER_LINE.findall(text)[0].strip()}
         how = "adopted run_recbole.py run"
     else:
-        logging.getLogger().addHandler(times)
+        logging.getLogger().addFilter(times)
         try:
             out = run(model, args.dataset, config_dict=config_dict)
         finally:
-            logging.getLogger().removeHandler(times)
+            logging.getLogger().removeFilter(times)
         model_file, test = out["model_file"], {k: float(v) for k, v in out["test_result"].items()}
         how = "trained here"
     shuffled, shuffle_s = evaluate_shuffled(model, args.dataset, config_dict, model_file, seed)
