@@ -35,6 +35,7 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results")
 RUNS = os.path.join(RESULTS, "llmsrec")
 REPORT = os.path.join(RESULTS, "llmsrec.md")
 EPOCH_LINE = re.compile(r"epoch (\d+) (training|evaluating) \[time: ([\d.]+)s")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # RecBole colours its console messages
 TEST_LINE = re.compile(r"test result: (\{.*\})")
 TEACHER_LINE = re.compile(r"teacher_checkpoint = (.*)")
 
@@ -64,7 +65,7 @@ class EpochTimes(logging.Filter):
         return True
 
     def add(self, line):
-        for epoch, phase, seconds in EPOCH_LINE.findall(line):
+        for epoch, phase, seconds in EPOCH_LINE.findall(ANSI.sub("", line)):
             self.times.setdefault(int(epoch), {})[phase] = float(seconds)
 
     def per_epoch(self):
