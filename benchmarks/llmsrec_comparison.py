@@ -183,6 +183,7 @@ def main(argv=None):
     p.add_argument("--llmsrec_seeds", type=int, nargs="*", default=[2020],
                    help="seeds (among --seeds) that also train LLMSRec")
     p.add_argument("--models", nargs="+", default=["SASRec", "TextSASRec", "LLMSRec"])
+    p.add_argument("--llmsrec_epochs", type=int, default=3, help="LLMSRec's epoch cap")
     p.add_argument("--adopt_llmsrec", nargs=2, metavar=("CHECKPOINT", "LOG"))
     p.add_argument("--set", nargs="*", default=["MAX_ITEM_LIST_LENGTH=5"],
                    help="key=value overrides for every model")
@@ -202,7 +203,8 @@ def main(argv=None):
                 if model == "LLMSRec":
                     if seed not in args.llmsrec_seeds:
                         continue
-                    config.update(llm_path=args.llm_path, teacher_checkpoint=teacher)
+                    config.update(llm_path=args.llm_path, teacher_checkpoint=teacher,
+                                  epochs=args.llmsrec_epochs)
                 if os.path.isfile(path):
                     record = json.load(open(path, encoding="utf-8"))
                 else:
