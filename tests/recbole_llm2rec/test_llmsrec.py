@@ -8,6 +8,7 @@ import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.data.interaction import Interaction
 
+from recbole_llm2rec.compat import get_trainer
 from recbole_llm2rec.errors import InputError
 from recbole_llm2rec.model.llmsrec import (HISTORY_EMB, USER_OUT, distill_losses, uniformity)
 from recbole_llm2rec.quick_start import build_config, run
@@ -219,3 +220,12 @@ def test_end_to_end_one_epoch(root, llm, teacher, tmp_path):
     saved = torch.load(result["model_file"], weights_only=True)
     assert {k.split(".")[0] for k in saved["state_dict"]} == {
         "f_I", "f_user", "f_item", "f_cf_user", "user_out", "item_out"}
+    # a fresh model resumes from the checkpoint through RecBole's trainer
+    config, cls = build_config("LLMSRec", "Games", config_dict={
+        **SMALL, "data_path": root, "llm_path": llm, "teacher_checkpoint": teacher})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    net = cls(config, train._dataset)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    trainer.resume_checkpoint(result["model_file"])
+    assert trainer.start_epoch == 1
+    assert all(torch.equal(v, saved["state_dict"][k]) for k, v in net.state_dict().items())
