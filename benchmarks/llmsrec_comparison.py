@@ -1,0 +1,227 @@
+"""SASRec (the teacher), TextSASRec and LLMSRec on one dataset sample: test Recall/NDCG@10, test
+Recall@10 with every test history randomly permuted (the LLM-SRec paper's shuffle test), and wall
+time per epoch.
+
+    python benchmarks/llmsrec_comparison.py --data_path=dataset/ --dataset=Games500 \
+        --llm_path=models/SmolLM2-135M-Instruct --seeds 2020 --llmsrec_seeds 2020
+
+Each seed trains SASRec, then TextSASRec (`--text_emb`, default the MiniLM table), then LLMSRec
+with that seed's SASRec checkpoint as its teacher. All share `--set key=value` overrides (the
+history length by default: MAX_ITEM_LIST_LENGTH=5). Every finished (model, seed) is written to
+`benchmarks/results/llmsrec/<model>.<dataset>.seed<k>.json` at once and skipped on the next
+start, so a killed benchmark resumes; the table goes to `benchmarks/results/llmsrec.md`.
+`--adopt_llmsrec CHECKPOINT LOG` takes an LLMSRec run already made by run_recbole.py (its best
+checkpoint and its log) instead of training one; its test result comes from the log.
+"""
+import argparse
+import ast
+import glob
+import json
+import logging
+import os
+import re
+import shlex
+import sys
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from machine import machine  # noqa: E402
+from recbole_llm2rec.feat import atomic_write_text  # noqa: E402
+
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+RUNS = os.path.join(RESULTS, "llmsrec")
+REPORT = os.path.join(RESULTS, "llmsrec.md")
+EPOCH_LINE = re.compile(r"epoch (\d+) (training|evaluating) \[time: ([\d.]+)s")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # RecBole colours its console messages
+TEST_LINE = re.compile(r"test result: (\{.*\})")
+TEACHER_LINE = re.compile(r"teacher_checkpoint = (.*)")
+
+
+# TO BE REPLACED by the shuffle option of the project's analysis module (issue 11, helper e)
+# when it lands: one implementation of the shuffle test.
+def shuffle_histories(dataset, seed):
+    """Permute the items of every history in `dataset` in place (within its length), keeping the
+    other per-position fields (the timestamps, i.e. the "Item No.k, Time" slots) where they are."""
+    field = dataset.config["ITEM_ID_FIELD"] + dataset.config["LIST_SUFFIX"]
+    seqs, lengths = dataset.inter_feat[field], dataset.inter_feat[dataset.config["ITEM_LIST_LENGTH_FIELD"]]
+    generator = torch.Generator().manual_seed(seed)
+    for row, n in enumerate(lengths.tolist()):
+        seqs[row, :n] = seqs[row, :n][torch.randperm(n, generator=generator)]
+
+
+class EpochTimes(logging.Filter):
+    """Collects RecBole's 'epoch N training/evaluating [time: Xs' log lines (a filter on the
+    root logger, RecBole's logger: `quick_start.run` replaces the root handlers, not filters)."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = {}
+
+    def filter(self, record):
+        self.add(record.getMessage())
+        return True
+
+    def add(self, line):
+        for epoch, phase, seconds in EPOCH_LINE.findall(ANSI.sub("", line)):
+            self.times.setdefault(int(epoch), {})[phase] = float(seconds)
+
+    def per_epoch(self):
+        """Mean seconds of (training, validation) per epoch, and the number of epochs."""
+        train = [t["training"] for t in self.times.values() if "training" in t]
+        valid = [t["evaluating"] for t in self.times.values() if "evaluating" in t]
+        mean = lambda xs: round(sum(xs) / len(xs), 1) if xs else None  # noqa: E731
+        return {"train_s": mean(train), "valid_s": mean(valid), "epochs": len(train)}
+
+
+def evaluate_shuffled(model, dataset, config_dict, model_file, seed):
+    """Test metrics of a saved model when every test history is permuted."""
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_llm2rec.compat import get_trainer
+    from recbole_llm2rec.quick_start import build_config
+
+    config, cls = build_config(model, dataset, config_dict=config_dict)
+    _, _, test_data = data_preparation(config, create_dataset(config))
+    shuffle_histories(test_data._dataset, seed)
+    net = cls(config, test_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    start = time.time()
+    result = trainer.evaluate(test_data, load_best_model=True, model_file=model_file,
+                              show_progress=config["show_progress"])
+    return {k: float(v) for k, v in result.items()}, round(time.time() - start, 1)
+
+
+def run_one(model, args, seed, config_dict):
+    """Train (or adopt) one model, test it plain and shuffled; returns its record."""
+    from recbole_llm2rec.quick_start import run
+
+    times, start = EpochTimes(), time.time()
+    if model == "LLMSRec" and args.adopt_llmsrec:
+        model_file, log = args.adopt_llmsrec
+        text = open(log, encoding="utf-8", errors="replace").read()
+        times.add(text)
+        test = {k: float(v) for k, v in ast.literal_eval(TEST_LINE.findall(text)[-1]).items()}
+        config_dict = {**config_dict,
+                       "teacher_checkpoint": TEACHER_LINE.findall(text)[0].strip()}
+        how = "adopted run_recbole.py run"
+    else:
+        logging.getLogger().addFilter(times)
+        try:
+            out = run(model, args.dataset, config_dict=config_dict)
+        finally:
+            logging.getLogger().removeFilter(times)
+        model_file, test = out["model_file"], {k: float(v) for k, v in out["test_result"].items()}
+        how = "trained here"
+    shuffled, shuffle_s = evaluate_shuffled(model, args.dataset, config_dict, model_file, seed)
+    return {"model": model, "dataset": args.dataset, "seed": seed, "how": how, "test": test,
+            "shuffled_test": shuffled, "shuffle_eval_s": shuffle_s, **times.per_epoch(),
+            "model_file": os.path.basename(model_file), "wall_s": round(time.time() - start, 1),
+            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+            "command": "python benchmarks/llmsrec_comparison.py " + shlex.join(sys.argv[1:])}
+
+
+def write_report():
+    records = [json.load(open(p, encoding="utf-8")) for p in sorted(glob.glob(f"{RUNS}/*.seed*.json"))]
+    lines = ["# SASRec, TextSASRec and LLMSRec: plain and shuffled test histories", "",
+             "Written by `benchmarks/llmsrec_comparison.py` from the run files in `llmsrec/`. "
+             "Full ranking over all items. *shuffled*: every test history randomly permuted "
+             "(items only; the per-position timestamps stay in place, so LLMSRec's "
+             "\"Item No.k, Time\" slots keep their dates). Times are wall seconds per epoch on a "
+             "shared CPU (see each run's `machine`).", "",
+             "| model | dataset | seed | R@10 | N@10 | R@10 shuffled | change | epochs | "
+             "train s/epoch | valid s/epoch | how |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in records:
+        base, shuf = r["test"]["recall@10"], r["shuffled_test"]["recall@10"]
+        change = f"{(shuf - base) / base:+.0%}" if base else "n/a"
+        lines.append(f"| {r['model']} | {r['dataset']} | {r['seed']} | {base:.4f} | "
+                     f"{r['test']['ndcg@10']:.4f} | {shuf:.4f} | {change} | {r['epochs']} | "
+                     f"{r['train_s']} | {r['valid_s']} | {r['how']} |")
+    lines += ["", "Commands:", ""] + sorted({f"    {r['command']}" for r in records})
+    for path in sorted(glob.glob(f"{RUNS}/cost.*.json")):
+        lines += [""] + cost_lines(json.load(open(path, encoding="utf-8")))
+    notes = os.path.join(RUNS, "notes.md")  # hand-written: what was cut and why
+    if os.path.isfile(notes):
+        lines += ["", open(notes, encoding="utf-8").read().rstrip()]
+    atomic_write_text(REPORT, lambda fh: fh.write("\n".join(lines) + "\n"))
+
+
+def cost_lines(cost):
+    """Markdown for one `llmsrec_cost.py` record."""
+    m, unit = cost["measured"], cost["per_unit_cpu_s"]
+    lines = [f"## LLMSRec cost ({cost['llm']}, history {cost['history_length']}, measured on "
+             f"{cost['dataset']})", "",
+             f"One torch thread, CPU seconds (`time.process_time`, not inflated by other jobs): "
+             f"a training step on {m['train_step_users']} users (forward + backward through the "
+             f"frozen LLM) {m['train_step_cpu_s']} s, {m['items_timed']} catalogue items "
+             f"{m['items_cpu_s']} s, {m['users_timed']} evaluation user prompts "
+             f"{m['users_cpu_s']} s; per unit: training example {unit['train_example']} s, "
+             f"catalogue item {unit['item']} s, evaluation user {unit['eval_user']} s. "
+             f"Wall seconds of the same on the shared machine: {m['train_step_wall_s']}, "
+             f"{m['items_wall_s']}, {m['users_wall_s']}.", "",
+             "| dataset | users | items | training examples/epoch | train CPU s | "
+             "validation CPU s | epoch CPU h |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, e in cost["estimates"].items():
+        c = e["cpu_1_thread"]
+        lines.append(f"| {name} | {e['users']} | {e['items']} | {e['train_examples']} | "
+                     f"{c['train_s']} | {c['eval_s']} | {c['epoch_s'] / 3600:.2f} |")
+    lines += ["", "A test evaluation costs what a validation costs (and the shuffled test as "
+              "much again). Command:", "", f"    {cost['command']}"]
+    return lines
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data_path", required=True)
+    p.add_argument("--dataset", default="Games500")
+    p.add_argument("--llm_path", help="local HF folder of the LLM (LLMSRec)")
+    p.add_argument("--text_emb", default="minilm", help="TextSASRec's .feat")
+    p.add_argument("--seeds", type=int, nargs="+", default=[2020])
+    p.add_argument("--llmsrec_seeds", type=int, nargs="*", default=[2020],
+                   help="seeds (among --seeds) that also train LLMSRec")
+    p.add_argument("--models", nargs="+", default=["SASRec", "TextSASRec", "LLMSRec"])
+    p.add_argument("--llmsrec_epochs", type=int, default=3, help="LLMSRec's epoch cap")
+    p.add_argument("--adopt_llmsrec", nargs=2, metavar=("CHECKPOINT", "LOG"))
+    p.add_argument("--set", nargs="*", default=["MAX_ITEM_LIST_LENGTH=5"],
+                   help="key=value overrides for every model")
+    p.add_argument("--report", action="store_true", help="only rewrite the table")
+    args = p.parse_args(argv)
+    if not args.report:
+        os.makedirs(RUNS, exist_ok=True)
+        common = {"data_path": args.data_path, **{k: yaml_value(v) for k, v in
+                                                  (s.split("=", 1) for s in args.set)}}
+        for seed in args.seeds:
+            teacher = None
+            for model in args.models:
+                path = os.path.join(RUNS, f"{model}.{args.dataset}.seed{seed}.json")
+                config = {**common, "seed": seed}
+                if model == "TextSASRec":
+                    config["text_emb"] = args.text_emb
+                if model == "LLMSRec":
+                    if seed not in args.llmsrec_seeds:
+                        continue
+                    config.update(llm_path=args.llm_path, teacher_checkpoint=teacher,
+                                  epochs=args.llmsrec_epochs)
+                if os.path.isfile(path):
+                    record = json.load(open(path, encoding="utf-8"))
+                else:
+                    record = run_one(model, args, seed, config)
+                    atomic_write_text(path, lambda fh: json.dump(record, fh, indent=1))
+                if model == "SASRec":
+                    teacher = os.path.join(config.get("checkpoint_dir", "saved"),
+                                           record["model_file"])
+                write_report()
+    write_report()
+
+
+def yaml_value(text):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""LLMSRec on a real 12-user Games slice, with tiny random Llama/Qwen2 backbones and a SASRec
+teacher trained for one epoch by our runner."""
+import math
+import os
+
+import pytest
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.data.interaction import Interaction
+
+from recbole_llm2rec.compat import get_trainer
+from recbole_llm2rec.errors import InputError
+from recbole_llm2rec.model.llmsrec import (HISTORY_EMB, USER_OUT, distill_losses, uniformity)
+from recbole_llm2rec.quick_start import build_config, run
+from slices import write_slice
+from tiny_llm import ARCHS, save_tiny_model
+
+N_USERS = 12
+TEACHER = {"hidden_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 1, "epochs": 1,
+           "MAX_ITEM_LIST_LENGTH": 5, "train_batch_size": 256, "show_progress": False}
+SMALL = {"MAX_ITEM_LIST_LENGTH": 5, "llmsrec_mlp_hidden_size": 16, "llmsrec_llm_batch_size": 16,
+         "train_batch_size": 64, "show_progress": False}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return write_slice(str(tmp_path_factory.mktemp("data")), "Games", N_USERS)
+
+
+@pytest.fixture(scope="module")
+def teacher(root, tmp_path_factory):
+    """A SASRec checkpoint written by our runner after one epoch on the slice."""
+    out = str(tmp_path_factory.mktemp("teacher"))
+    result = run("SASRec", "Games", config_dict={**TEACHER, "data_path": root,
+                                                 "checkpoint_dir": out})
+    return result["model_file"]
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def llm(request, tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp(f"tiny-{request.param}"), request.param)
+
+
+def build(root, llm, teacher, **overrides):
+    config, cls = build_config("LLMSRec", "Games", config_dict={
+        **SMALL, "data_path": root, "llm_path": llm, "teacher_checkpoint": teacher, **overrides})
+    train, valid, _ = data_preparation(config, create_dataset(config))
+    torch.manual_seed(0)
+    return cls(config, train._dataset), train, valid
+
+
+def first_batch(train, size=8):
+    batch = next(iter(train))
+    return batch[torch.arange(size)]
+
+
+def test_history_slots_get_f_I_outputs_and_nothing_else(root, llm, teacher):
+    net, train, _ = build(root, llm, teacher)
+    batch = first_batch(train)
+    prompt_ids, histories = net.user_prompts(batch)
+    width = max(map(len, prompt_ids))
+    pad = net.tokenizer.pad_token_id
+    ids = torch.tensor([p + [pad] * (width - len(p)) for p in prompt_ids])
+    mask = (torch.arange(width) < torch.tensor([len(p) for p in prompt_ids])[:, None]).long()
+    items = torch.tensor([i for h in histories for i in h])
+    embeds = net.embed_prompts(ids, mask, items, net.user_out)
+
+    slots = ids == net.marker_ids[HISTORY_EMB]
+    outs = ids == net.marker_ids[USER_OUT]
+    assert slots.sum(1).tolist() == [len(h) for h in histories] == batch["item_length"].tolist()
+    assert outs.sum(1).tolist() == [1] * len(batch)
+    expected = net.f_I(net.teacher.item_embedding.weight[items])
+    assert torch.equal(embeds[slots], expected)  # in row-major slot order: item k at slot k
+    assert torch.equal(embeds[outs], net.user_out.expand(len(batch), -1))
+    rest = ~(slots | outs)
+    plain = net.llm.get_input_embeddings()(ids.masked_fill(~rest, pad))
+    assert torch.equal(embeds[rest], plain[rest])
+    assert not torch.isclose(embeds[slots], plain[slots]).all(-1).any()
+
+
+def test_prompt_text(root, llm, teacher):
+    net, train, _ = build(root, llm, teacher)
+    row = first_batch(train, 1)
+    text = net.tokenizer.decode(net.user_prompts(row)[0][0])
+    n = int(row["item_length"][0])
+    assert text.count(HISTORY_EMB) == n and text.endswith("representation token:" + USER_OUT)
+    assert text.count("Item No.") == n and f"Item No.{n}, Time: " in text
+    assert f'"{net.titles[int(row["item_id_list"][0, 0])]}"{HISTORY_EMB}' in text
+
+
+def test_one_step_trains_mlps_and_tokens_only(root, llm, teacher):
+    net, train, _ = build(root, llm, teacher, llmsrec_train_all_prefixes=True)
+    names = {n for n, _ in net.named_parameters()}
+    assert {n.split(".")[0] for n in names} == {"f_I", "f_user", "f_item", "f_cf_user",
+                                                "user_out", "item_out"}
+    assert set(net.state_dict()) == names  # the LLM and the teacher stay out of checkpoints
+    llm_before = {k: v.clone() for k, v in net.llm.state_dict().items()}
+    teacher_before = {k: v.clone() for k, v in net.teacher.state_dict().items()}
+    params_before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    losses = net.calculate_loss(first_batch(train))
+    assert len(losses) == 3 and all(torch.isfinite(v) for v in losses)
+    sum(losses).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    opt.step()
+    for name, p in net.named_parameters():
+        assert not torch.equal(p, params_before[name]), name
+    assert all(not p.requires_grad for p in net.llm.parameters())
+    assert all(torch.equal(v, llm_before[k]) for k, v in net.llm.state_dict().items())
+    assert all(torch.equal(v, teacher_before[k]) for k, v in net.teacher.state_dict().items())
+
+
+def test_default_trains_on_each_users_last_training_item(root, llm, teacher):
+    net, train, _ = build(root, llm, teacher)
+    data = train._dataset.inter_feat
+    rows = net.training_rows(data)
+    users = data["user_id"][rows].tolist()
+    assert sorted(users) == sorted(set(data["user_id"].tolist()))  # one row per user
+    for row, user in zip(rows.tolist(), users):
+        own = (data["user_id"] == user).nonzero().flatten()
+        assert row == int(own.max())  # the user's last row (rows are in time order)
+
+
+def test_distill_and_uniformity_by_hand():
+    user = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])
+    cf = torch.tensor([[0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])
+    un = [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]
+    s = 1 / math.sqrt(2)
+    cn = [[0.0, 1.0], [s, s], [-1.0, 0.0]]
+    mse = sum((a - b) ** 2 for ru, rc in zip(un, cn) for a, b in zip(ru, rc)) / 6
+
+    def mean_kernel(x):
+        pairs = [(0, 1), (0, 2), (1, 2)]
+        return sum(math.exp(-2 * sum((a - b) ** 2 for a, b in zip(x[i], x[j])))
+                   for i, j in pairs) / 3
+
+    distill, uniform = distill_losses(user, cf)
+    assert distill.item() == pytest.approx(mse, rel=1e-6)
+    assert uniform.item() == pytest.approx(math.log(mean_kernel(un)) + math.log(mean_kernel(cn)),
+                                           rel=1e-6)
+    _, no_log = distill_losses(user, cf, log=False)
+    assert no_log.item() == pytest.approx(mean_kernel(un) + mean_kernel(cn), rel=1e-6)
+    assert uniformity(torch.ones(1, 2)).item() == 0.0
+
+
+def test_catalogue_cached_until_a_parameter_changes(root, llm, teacher):
+    net, train, valid = build(root, llm, teacher, llmsrec_train_all_prefixes=True)
+    first = net.catalogue()
+    assert first.shape == (net.n_items, 128) and torch.equal(first[0], torch.zeros(128))
+    assert net.catalogue() is first  # reused
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    sum(net.calculate_loss(first_batch(train))).backward()
+    opt.step()
+    second = net.catalogue()
+    assert second is not first and not torch.allclose(second, first)
+    with torch.no_grad():
+        fresh = net.item_representations(list(range(1, 9)))
+    assert torch.allclose(second[1:9], fresh, atol=1e-5)
+    # sampled scoring (uni100) agrees with full-sort scores
+    batch = next(iter(valid))[0]
+    candidates = batch.repeat(3)  # each user's row three times, with other items
+    candidates.update(Interaction({"item_id": torch.randint(1, net.n_items, (len(candidates),))}))
+    with torch.no_grad():
+        full = net.full_sort_predict(batch)
+        sampled = net.predict(candidates)
+    rows = torch.arange(len(candidates)) % len(batch)
+    assert torch.allclose(sampled, full[rows, candidates["item_id"]], atol=1e-5)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model": "GRU4Rec"}, "field 'model' = 'GRU4Rec'"),
+    ({"dataset": "Beauty"}, "field 'dataset' = 'Beauty'"),
+    ({"MAX_ITEM_LIST_LENGTH": 3}, "field 'MAX_ITEM_LIST_LENGTH' = 3"),
+])
+def test_teacher_of_another_model_or_dataset_is_one_line_error(root, llm, teacher, tmp_path,
+                                                               change, message):
+    ckpt = torch.load(teacher, weights_only=True)
+    ckpt["config"].update(change)
+    bad = str(tmp_path / "bad.pth")
+    torch.save(ckpt, bad)
+    with pytest.raises(InputError) as err:
+        build(root, llm, bad)
+    assert str(err.value).startswith(bad) and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_teacher_with_another_item_count_is_one_line_error(tmp_path, llm, teacher):
+    other = write_slice(str(tmp_path), "Games", N_USERS - 4)  # same name, fewer items
+    with pytest.raises(InputError) as err:
+        build(other, llm, teacher)
+    assert str(err.value).startswith(teacher) and "another item count" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_llm_folder_without_weights_or_tokenizer(root, llm, teacher, tmp_path):
+    for missing, message in (("model.safetensors", "no model weights"),
+                             ("tokenizer.json", "no tokenizer")):
+        folder = tmp_path / missing
+        folder.mkdir()
+        for name in os.listdir(llm):
+            if name != missing:
+                os.symlink(os.path.join(llm, name), folder / name)
+        with pytest.raises(InputError, match=message) as err:
+            build(root, str(folder), teacher)
+        assert str(err.value).startswith(str(folder))
+
+
+def test_dataset_without_titles(root, llm, teacher):
+    with pytest.raises(InputError, match="needs item titles") as err:
+        build(root, llm, teacher, load_col={"inter": ["user_id", "item_id", "timestamp"]})
+    assert str(err.value).startswith(os.path.join(root, "Games", "Games.item"))
+
+
+def test_end_to_end_one_epoch(root, llm, teacher, tmp_path):
+    result = run("LLMSRec", "Games", config_dict={
+        **SMALL, "data_path": root, "llm_path": llm, "teacher_checkpoint": teacher,
+        "epochs": 1, "checkpoint_dir": str(tmp_path)})
+    assert set(result["test_result"]) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
+    saved = torch.load(result["model_file"], weights_only=True)
+    assert {k.split(".")[0] for k in saved["state_dict"]} == {
+        "f_I", "f_user", "f_item", "f_cf_user", "user_out", "item_out"}
+    # a fresh model resumes from the checkpoint through RecBole's trainer
+    config, cls = build_config("LLMSRec", "Games", config_dict={
+        **SMALL, "data_path": root, "llm_path": llm, "teacher_checkpoint": teacher})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    net = cls(config, train._dataset)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    trainer.resume_checkpoint(result["model_file"])
+    assert trainer.start_epoch == 1
+    assert all(torch.equal(v, saved["state_dict"][k]) for k, v in net.state_dict().items())
