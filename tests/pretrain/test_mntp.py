@@ -79,7 +79,7 @@ def test_loss_goes_down(tiny_llama_dir, games, tmp_path):
 def test_unknown_architecture_and_missing_mask_fail_early(tmp_path, games, tiny_qwen2_dir):
     from transformers import MistralConfig, MistralForCausalLM
 
-    from conftest import build_tiny_tokenizer
+    from tiny_llm import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()
     config = MistralConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
