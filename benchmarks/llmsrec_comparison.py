@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shlex
+import statistics
 import sys
 import time
 
@@ -123,6 +124,10 @@ def run_one(model, args, seed, config_dict):
             "command": "python benchmarks/llmsrec_comparison.py " + shlex.join(sys.argv[1:])}
 
 
+def mean_std(values):
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
 def write_report():
     records = [json.load(open(p, encoding="utf-8")) for p in sorted(glob.glob(f"{RUNS}/*.seed*.json"))]
     lines = ["# SASRec, TextSASRec and LLMSRec: plain and shuffled test histories", "",
@@ -140,6 +145,18 @@ def write_report():
         lines.append(f"| {r['model']} | {r['dataset']} | {r['seed']} | {base:.4f} | "
                      f"{r['test']['ndcg@10']:.4f} | {shuf:.4f} | {change} | {r['epochs']} | "
                      f"{r['train_s']} | {r['valid_s']} | {r['how']} |")
+    groups = {}
+    for r in records:
+        groups.setdefault((r["model"], r["dataset"]), []).append(r)
+    means = [(key, runs) for key, runs in sorted(groups.items()) if len(runs) > 1]
+    if means:
+        lines += ["", "Mean ± sample standard deviation over seeds:", "",
+                  "| model | dataset | seeds | R@10 | N@10 | R@10 shuffled |", "|---|---|---:|---:|---:|---:|"]
+        for (model, dataset), runs in means:
+            cells = [mean_std([r[part][m] for r in runs]) for part, m in
+                     (("test", "recall@10"), ("test", "ndcg@10"), ("shuffled_test", "recall@10"))]
+            lines.append(f"| {model} | {dataset} | {len(runs)} | "
+                         + " | ".join(f"{mu:.4f} ± {sd:.4f}" for mu, sd in cells) + " |")
     lines += ["", "Commands:", ""] + sorted({f"    {r['command']}" for r in records})
     for path in sorted(glob.glob(f"{RUNS}/cost.*.json")):
         lines += [""] + cost_lines(json.load(open(path, encoding="utf-8")))
