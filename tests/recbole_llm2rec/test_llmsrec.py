@@ -61,9 +61,8 @@ def test_history_slots_get_f_I_outputs_and_nothing_else(root, llm, teacher):
     width = max(map(len, prompt_ids))
     pad = net.tokenizer.pad_token_id
     ids = torch.tensor([p + [pad] * (width - len(p)) for p in prompt_ids])
-    mask = (torch.arange(width) < torch.tensor([len(p) for p in prompt_ids])[:, None]).long()
     items = torch.tensor([i for h in histories for i in h])
-    embeds = net.embed_prompts(ids, mask, items, net.user_out)
+    embeds = net.embed_prompts(ids, items, net.user_out)
 
     slots = ids == net.marker_ids[HISTORY_EMB]
     outs = ids == net.marker_ids[USER_OUT]
