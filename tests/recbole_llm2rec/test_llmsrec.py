@@ -228,3 +228,13 @@ def test_end_to_end_one_epoch(root, llm, teacher, tmp_path):
     trainer.resume_checkpoint(result["model_file"])
     assert trainer.start_epoch == 1
     assert all(torch.equal(v, saved["state_dict"][k]) for k, v in net.state_dict().items())
+
+
+def test_sampled_uni100_evaluation_runs(root, llm, teacher, tmp_path):
+    eval_args = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user",
+                 "mode": "uni100"}
+    result = run("LLMSRec", "Games", config_dict={
+        **SMALL, "data_path": root, "llm_path": llm, "teacher_checkpoint": teacher,
+        "epochs": 1, "checkpoint_dir": str(tmp_path), "eval_args": eval_args})
+    assert result["config"]["eval_args"]["mode"]["test"] == "uni100"
+    assert 0.0 <= result["test_result"]["recall@10"] <= 1.0
