@@ -9,18 +9,17 @@ Each seed trains SASRec, then TextSASRec (`--text_emb`, default the MiniLM table
 with that seed's SASRec checkpoint as its teacher. All share `--set key=value` overrides (the
 history length by default: MAX_ITEM_LIST_LENGTH=5). Every finished (model, seed) is written to
 `benchmarks/results/llmsrec/<model>.<dataset>.seed<k>.json` at once and skipped on the next
-start, so a killed benchmark resumes; the table goes to `benchmarks/results/llmsrec.md`.
-`--adopt_llmsrec CHECKPOINT LOG` takes an LLMSRec run already made by run_recbole.py (its best
-checkpoint and its log) instead of training one; its test result comes from the log.
+start, so a killed benchmark resumes; the table goes to `benchmarks/results/llmsrec.md`
+(with the cost records of `llmsrec_cost.py` and the hand-written `llmsrec/notes.md`).
 """
 import argparse
-import ast
 import glob
 import json
 import logging
 import os
 import re
 import shlex
+import statistics
 import sys
 import time
 
@@ -36,8 +35,6 @@ RUNS = os.path.join(RESULTS, "llmsrec")
 REPORT = os.path.join(RESULTS, "llmsrec.md")
 EPOCH_LINE = re.compile(r"epoch (\d+) (training|evaluating) \[time: ([\d.]+)s")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # RecBole colours its console messages
-TEST_LINE = re.compile(r"test result: (\{.*\})")
-TEACHER_LINE = re.compile(r"teacher_checkpoint = (.*)")
 
 
 # TO BE REPLACED by the shuffle option of the project's analysis module (issue 11, helper e)
@@ -46,7 +43,8 @@ def shuffle_histories(dataset, seed):
     """Permute the items of every history in `dataset` in place (within its length), keeping the
     other per-position fields (the timestamps, i.e. the "Item No.k, Time" slots) where they are."""
     field = dataset.config["ITEM_ID_FIELD"] + dataset.config["LIST_SUFFIX"]
-    seqs, lengths = dataset.inter_feat[field], dataset.inter_feat[dataset.config["ITEM_LIST_LENGTH_FIELD"]]
+    seqs = dataset.inter_feat[field]
+    lengths = dataset.inter_feat[dataset.config["ITEM_LIST_LENGTH_FIELD"]]
     generator = torch.Generator().manual_seed(seed)
     for row, n in enumerate(lengths.tolist()):
         seqs[row, :n] = seqs[row, :n][torch.randperm(n, generator=generator)]
@@ -95,36 +93,31 @@ def evaluate_shuffled(model, dataset, config_dict, model_file, seed):
 
 
 def run_one(model, args, seed, config_dict):
-    """Train (or adopt) one model, test it plain and shuffled; returns its record."""
+    """Train one model, test it plain and shuffled; returns its record."""
     from recbole_llm2rec.quick_start import run
 
     times, start = EpochTimes(), time.time()
-    if model == "LLMSRec" and args.adopt_llmsrec:
-        model_file, log = args.adopt_llmsrec
-        text = open(log, encoding="utf-8", errors="replace").read()
-        times.add(text)
-        test = {k: float(v) for k, v in ast.literal_eval(TEST_LINE.findall(text)[-1]).items()}
-        config_dict = {**config_dict,
-                       "teacher_checkpoint": TEACHER_LINE.findall(text)[0].strip()}
-        how = "adopted run_recbole.py run"
-    else:
-        logging.getLogger().addFilter(times)
-        try:
-            out = run(model, args.dataset, config_dict=config_dict)
-        finally:
-            logging.getLogger().removeFilter(times)
-        model_file, test = out["model_file"], {k: float(v) for k, v in out["test_result"].items()}
-        how = "trained here"
+    logging.getLogger().addFilter(times)
+    try:
+        out = run(model, args.dataset, config_dict=config_dict)
+    finally:
+        logging.getLogger().removeFilter(times)
+    model_file, test = out["model_file"], {k: float(v) for k, v in out["test_result"].items()}
     shuffled, shuffle_s = evaluate_shuffled(model, args.dataset, config_dict, model_file, seed)
-    return {"model": model, "dataset": args.dataset, "seed": seed, "how": how, "test": test,
+    return {"model": model, "dataset": args.dataset, "seed": seed, "test": test,
             "shuffled_test": shuffled, "shuffle_eval_s": shuffle_s, **times.per_epoch(),
             "model_file": os.path.basename(model_file), "wall_s": round(time.time() - start, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "command": "python benchmarks/llmsrec_comparison.py " + shlex.join(sys.argv[1:])}
 
 
+def mean_std(values):
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
 def write_report():
-    records = [json.load(open(p, encoding="utf-8")) for p in sorted(glob.glob(f"{RUNS}/*.seed*.json"))]
+    records = [json.load(open(p, encoding="utf-8"))
+               for p in sorted(glob.glob(f"{RUNS}/*.seed*.json"))]
     lines = ["# SASRec, TextSASRec and LLMSRec: plain and shuffled test histories", "",
              "Written by `benchmarks/llmsrec_comparison.py` from the run files in `llmsrec/`. "
              "Full ranking over all items. *shuffled*: every test history randomly permuted "
@@ -132,14 +125,27 @@ def write_report():
              "\"Item No.k, Time\" slots keep their dates). Times are wall seconds per epoch on a "
              "shared CPU (see each run's `machine`).", "",
              "| model | dataset | seed | R@10 | N@10 | R@10 shuffled | change | epochs | "
-             "train s/epoch | valid s/epoch | how |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "train s/epoch | valid s/epoch |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in records:
         base, shuf = r["test"]["recall@10"], r["shuffled_test"]["recall@10"]
         change = f"{(shuf - base) / base:+.0%}" if base else "n/a"
         lines.append(f"| {r['model']} | {r['dataset']} | {r['seed']} | {base:.4f} | "
                      f"{r['test']['ndcg@10']:.4f} | {shuf:.4f} | {change} | {r['epochs']} | "
-                     f"{r['train_s']} | {r['valid_s']} | {r['how']} |")
+                     f"{r['train_s']} | {r['valid_s']} |")
+    groups = {}
+    for r in records:
+        groups.setdefault((r["model"], r["dataset"]), []).append(r)
+    means = [(key, runs) for key, runs in sorted(groups.items()) if len(runs) > 1]
+    if means:
+        lines += ["", "Mean ± sample standard deviation over seeds:", "",
+                  "| model | dataset | seeds | R@10 | N@10 | R@10 shuffled |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for (model, dataset), runs in means:
+            cells = [mean_std([r[part][m] for r in runs]) for part, m in
+                     (("test", "recall@10"), ("test", "ndcg@10"), ("shuffled_test", "recall@10"))]
+            lines.append(f"| {model} | {dataset} | {len(runs)} | "
+                         + " | ".join(f"{mu:.4f} ± {sd:.4f}" for mu, sd in cells) + " |")
     lines += ["", "Commands:", ""] + sorted({f"    {r['command']}" for r in records})
     for path in sorted(glob.glob(f"{RUNS}/cost.*.json")):
         lines += [""] + cost_lines(json.load(open(path, encoding="utf-8")))
@@ -184,7 +190,6 @@ def main(argv=None):
                    help="seeds (among --seeds) that also train LLMSRec")
     p.add_argument("--models", nargs="+", default=["SASRec", "TextSASRec", "LLMSRec"])
     p.add_argument("--llmsrec_epochs", type=int, default=3, help="LLMSRec's epoch cap")
-    p.add_argument("--adopt_llmsrec", nargs=2, metavar=("CHECKPOINT", "LOG"))
     p.add_argument("--set", nargs="*", default=["MAX_ITEM_LIST_LENGTH=5"],
                    help="key=value overrides for every model")
     p.add_argument("--report", action="store_true", help="only rewrite the table")

@@ -253,7 +253,7 @@ class LLMSRec(SequentialRecommender):
         return torch.nonzero(keep).flatten()
 
     # ---- the LM pass ------------------------------------------------------------------------
-    def embed_prompts(self, input_ids, attention_mask, history_items, out_vector):
+    def embed_prompts(self, input_ids, history_items, out_vector):
         """Input embeddings of padded prompts [B, T] with f_I(teacher item emb) at the
         [HistoryEmb] slots (history_items in row-major slot order) and out_vector at the
         [UserOut]/[ItemOut] slot. Returns [B, T, d_llm] in the LM's dtype."""
@@ -289,7 +289,7 @@ class LLMSRec(SequentialRecommender):
             ids, mask = ids.to(device), mask.to(device)
             items = torch.tensor([it for i in chunk for it in history_items[i]],
                                  dtype=torch.long, device=device)
-            embeds = self.embed_prompts(ids, mask, items, out_vector)
+            embeds = self.embed_prompts(ids, items, out_vector)
             hidden = self.llm(inputs_embeds=embeds, attention_mask=mask,
                               use_cache=False).last_hidden_state
             out = (ids == self.marker_ids[USER_OUT]) | (ids == self.marker_ids[ITEM_OUT])

@@ -61,9 +61,8 @@ def test_history_slots_get_f_I_outputs_and_nothing_else(root, llm, teacher):
     width = max(map(len, prompt_ids))
     pad = net.tokenizer.pad_token_id
     ids = torch.tensor([p + [pad] * (width - len(p)) for p in prompt_ids])
-    mask = (torch.arange(width) < torch.tensor([len(p) for p in prompt_ids])[:, None]).long()
     items = torch.tensor([i for h in histories for i in h])
-    embeds = net.embed_prompts(ids, mask, items, net.user_out)
+    embeds = net.embed_prompts(ids, items, net.user_out)
 
     slots = ids == net.marker_ids[HISTORY_EMB]
     outs = ids == net.marker_ids[USER_OUT]
@@ -229,3 +228,13 @@ def test_end_to_end_one_epoch(root, llm, teacher, tmp_path):
     trainer.resume_checkpoint(result["model_file"])
     assert trainer.start_epoch == 1
     assert all(torch.equal(v, saved["state_dict"][k]) for k, v in net.state_dict().items())
+
+
+def test_sampled_uni100_evaluation_runs(root, llm, teacher, tmp_path):
+    eval_args = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user",
+                 "mode": "uni100"}
+    result = run("LLMSRec", "Games", config_dict={
+        **SMALL, "data_path": root, "llm_path": llm, "teacher_checkpoint": teacher,
+        "epochs": 1, "checkpoint_dir": str(tmp_path), "eval_args": eval_args})
+    assert result["config"]["eval_args"]["mode"]["test"] == "uni100"
+    assert 0.0 <= result["test_result"]["recall@10"] <= 1.0
