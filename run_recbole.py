@@ -19,7 +19,7 @@ PROG = "run_recbole.py"
 
 def bootstrap(model, config):
     """Build what the run needs and can be made here: ml-100k's atomic files (from RecBole's
-    package) and, for the plugin's models, the default embedder's `.feat`."""
+    package) and, for models that read a `.feat` (`uses_text_emb`), the default embedder's."""
     from dataset_atomic import ml100k
     from pretrain.extract import ensure_feat
     from recbole_llm2rec import MODELS
@@ -30,7 +30,7 @@ def bootstrap(model, config):
         check_data_path(root)
         ml100k.convert(root)
     check_data(config)  # bad data is reported before minutes of embedding
-    if model in MODELS:
+    if getattr(MODELS.get(model), "uses_text_emb", False):
         ensure_feat(config["data_path"], config["dataset"], config["text_emb"])
 
 

@@ -23,7 +23,6 @@ import statistics
 import sys
 import time
 
-import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -35,19 +34,6 @@ RUNS = os.path.join(RESULTS, "llmsrec")
 REPORT = os.path.join(RESULTS, "llmsrec.md")
 EPOCH_LINE = re.compile(r"epoch (\d+) (training|evaluating) \[time: ([\d.]+)s")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # RecBole colours its console messages
-
-
-# TO BE REPLACED by the shuffle option of the project's analysis module (issue 11, helper e)
-# when it lands: one implementation of the shuffle test.
-def shuffle_histories(dataset, seed):
-    """Permute the items of every history in `dataset` in place (within its length), keeping the
-    other per-position fields (the timestamps, i.e. the "Item No.k, Time" slots) where they are."""
-    field = dataset.config["ITEM_ID_FIELD"] + dataset.config["LIST_SUFFIX"]
-    seqs = dataset.inter_feat[field]
-    lengths = dataset.inter_feat[dataset.config["ITEM_LIST_LENGTH_FIELD"]]
-    generator = torch.Generator().manual_seed(seed)
-    for row, n in enumerate(lengths.tolist()):
-        seqs[row, :n] = seqs[row, :n][torch.randperm(n, generator=generator)]
 
 
 class EpochTimes(logging.Filter):
@@ -79,11 +65,13 @@ def evaluate_shuffled(model, dataset, config_dict, model_file, seed):
     from recbole.data import create_dataset, data_preparation
 
     from recbole_llm2rec.compat import get_trainer
+    from recbole_llm2rec.evaluation.shuffle import shuffle_histories
     from recbole_llm2rec.quick_start import build_config
 
     config, cls = build_config(model, dataset, config_dict=config_dict)
     _, _, test_data = data_preparation(config, create_dataset(config))
-    shuffle_histories(test_data._dataset, seed)
+    dataset = test_data._dataset  # every test history permuted, timestamps kept in place
+    dataset.inter_feat = shuffle_histories(dataset.inter_feat, config, seed)
     net = cls(config, test_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     start = time.time()

@@ -18,3 +18,15 @@ def test_entry_script_converts_ml100k_and_the_package_does_not(tmp_path):
     run_recbole.bootstrap("SASRec", config)  # an ID-only model: no .feat to build
     assert sorted(os.listdir(tmp_path / "ml-100k")) == ["ml-100k.inter", "ml-100k.item"]
     assert check_data(config) == []  # every ml-100k user has 20 or more ratings
+
+
+def test_bootstrap_builds_a_feat_only_for_models_that_read_one(tmp_path, monkeypatch):
+    import pretrain.extract
+
+    built = []
+    monkeypatch.setattr(pretrain.extract, "ensure_feat", lambda *args: built.append(args))
+    for model in ("LLMSRec", "SASRec", "TextGRU4Rec", "TextSASRec"):
+        config, _ = build_config(model, "ml-100k", overrides={"data_path": str(tmp_path)})
+        run_recbole.bootstrap(model, config)
+    root = os.path.join(str(tmp_path), "ml-100k")
+    assert built == [(root, "ml-100k", "minilm")] * 2  # the two Text* models, not LLMSRec
