@@ -85,8 +85,9 @@ def main(argv=None):
     with open(RESULTS, "a", encoding="utf-8") as fh:
         if new:
             fh.write("# Reading `.feat` files\n\nWritten by `benchmarks/feat_read.py`; each read "
-                     "in a fresh process. `growth / matrix` = (peak RSS - RSS just before the read) "
-                     "/ float32 matrix size.\n\n| date (UTC) | file | rows x dim | file MB | matrix MB | "
+                     "in a fresh process. `growth / matrix` = (peak RSS - RSS just before the "
+                     "read) / float32 matrix size.\n\n| date (UTC) | file | rows x dim | "
+                     "file MB | matrix MB | "
                      "first read s | repeated read s | peak RSS MB | RSS before MB | "
                      "growth / matrix |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
         fh.write("\n".join(lines) + "\n")

@@ -30,7 +30,8 @@ def validation_curves(exp, records, path):
                 ax.plot(range(1, len(r["valid_curve"]) + 1), r["valid_curve"], lw=1,
                         color=colours(i % 10), label=row_label(key) if j == 0 else None)
                 if r.get("best_epoch"):
-                    ax.plot(r["best_epoch"], max(r["valid_curve"]), "o", ms=3, color=colours(i % 10))
+                    ax.plot(r["best_epoch"], max(r["valid_curve"]), "o", ms=3,
+                            color=colours(i % 10))
         ax.set(title=d, xlabel="epoch", ylabel="validation Recall@20")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
@@ -44,7 +45,8 @@ def group_bars(exp, records, path):
     """Test Recall@10 (mean ± std over seeds) of each item-group pair, per dataset and row.
     Returns False when the records hold no groups."""
     panels = [(d, pair) for d in exp.datasets for pair in PAIRS
-              if any(r["dataset"] == d and pair[0] in r["analyses"].get("full", {}) for r in records)]
+              if any(r["dataset"] == d and pair[0] in r["analyses"].get("full", {})
+                     for r in records)]
     if not panels:
         return False
     plt = _pyplot()

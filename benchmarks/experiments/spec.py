@@ -165,7 +165,8 @@ def load_experiment(path, results_dir=RESULTS):
     return Experiment(
         path=path, name=str(raw.get("name") or os.path.splitext(os.path.basename(path))[0]),
         title=str(raw.get("title") or ""), notes=str(raw.get("notes") or "").strip(),
-        data_path=os.path.abspath(str(raw.get("data_path", "dataset/"))), blocks=blocks, models=models,
+        data_path=os.path.abspath(str(raw.get("data_path", "dataset/"))), blocks=blocks,
+        models=models,
         embedders=embedders, seeds=_list(raw, "seeds", path, default=[0, 1, 2], kind=int),
         recbole={**DEFAULT_RECBOLE, **(raw.get("recbole") or {})}, variants=variants,
         baselines=baselines, analyses=analyses, cold_start=cold,

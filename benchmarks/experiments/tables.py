@@ -229,12 +229,12 @@ def write_tables(exp):
     records = load_records(exp)
     md, csv_path = (os.path.join(exp.results_dir, f"{exp.name}.{ext}") for ext in ("md", "csv"))
     rel = os.path.relpath(exp.path, ROOT)
+    protocol = {k: v for k, v in exp.cold_start.items() if k != "data_path"}
     lines = [f"# {exp.title or exp.name}", "",
              f"Written by `python -m benchmarks.experiments --config {rel}` from the run files in "
              f"`{exp.name}/` ({len(records)} runs); mean ± sample std over seeds. RecBole "
              f"settings over `props/`: `{json.dumps(exp.recbole)}`"
-             + (f"; cold-start protocol `{json.dumps({k: v for k, v in exp.cold_start.items() if k != 'data_path'})}`"
-                if exp.cold_start else "") + ". The same numbers, and the standard deviations "
+             + (f"; cold-start protocol `{json.dumps(protocol)}`" if exp.cold_start else "") + ". The same numbers, and the standard deviations "
              f"of every analysis, are in `{exp.name}.csv`.", ""]
     if exp.notes:
         lines += [exp.notes, ""]

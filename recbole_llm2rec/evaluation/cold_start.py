@@ -13,8 +13,9 @@ The protocol (docs/experiments.md):
 4. Users left with fewer than 3 interactions are dropped (RecBole's leave-one-out would make a
    2-interaction user's last item a training target).
 5. The derived dataset keeps the whole catalogue: its `.item` lists every item of the source
-   `.inter`, so full ranking runs over all items, cold ones included; each `<source>.<x>.feat`
-   is linked as `<name>.<x>.feat`. `<name>.cold.json` records the cold items and the counts.
+   `.inter` (with the source `.item`'s columns, e.g. titles, where it has them), so full ranking
+   runs over all items, cold ones included; each `<source>.<x>.feat` is linked as
+   `<name>.<x>.feat`. `<name>.cold.json` records the cold items and the counts.
 """
 import json
 import os
@@ -79,6 +80,23 @@ def read_sequences(path, uid_field="user_id", iid_field="item_id", time_field="t
                     for u, seq in rows.items()}
 
 
+def write_catalogue(source, path, items):
+    """The derived `.item`: the source `.item` lines of `items` (titles travel with them), or
+    an `item_id:token` column when the source has none; every item of `items` is listed."""
+    lines, header = {}, "item_id:token\n"
+    if os.path.isfile(source):
+        with open(source, encoding="utf-8") as fh:
+            header = fh.readline()
+            if not header.startswith("item_id:"):
+                raise InputError("the first column must be item_id", path=source, line=1)
+            wanted = set(items)
+            lines = {line.split("\t", 1)[0].rstrip("\n"): line for line in fh
+                     if line.split("\t", 1)[0].rstrip("\n") in wanted}
+    missing = "\t" * header.count("\t")  # items without a line keep empty other columns
+    atomic_write_text(path, lambda fh: fh.writelines(
+        [header] + [lines.get(i) or f"{i}{missing}\n" for i in items]))
+
+
 def cold_start_name(dataset, fraction, seed):
     """Default name of the derived dataset, e.g. Games2k-cold10s0."""
     return f"{dataset}-cold{round(fraction * 100):g}s{seed}"
@@ -108,8 +126,8 @@ def write_cold_start_dataset(data_path, dataset, fraction=0.1, seed=0, out_path=
     os.makedirs(dst, exist_ok=True)
     atomic_write_text(os.path.join(dst, f"{name}.inter"), lambda fh: fh.writelines(
         [header] + [line for seq in kept.values() for _, line in seq]))
-    atomic_write_text(os.path.join(dst, f"{name}.item"),
-                      lambda fh: fh.write("item_id:token\n" + "".join(f"{i}\n" for i in items)))
+    write_catalogue(os.path.join(src, f"{dataset}.item"), os.path.join(dst, f"{name}.item"),
+                    items)
     prefix = f"{dataset}."
     for entry in sorted(os.listdir(src)):
         if entry.startswith(prefix) and (entry.endswith(".feat") or entry.endswith(".feat.json")):

@@ -49,6 +49,11 @@ def test_runs_write_records_and_tables_and_resume(config, tmp_path, monkeypatch)
     assert record["overrides"] == {"adapter_type": "mlp"} and record["epoch_cap"] == 2
     assert record["epochs_run"] == 2 and len(record["valid_curve"]) == 2
     assert record["cold_start"]["name"] == "Games-cold10s0"
+    # the derived catalogue keeps the source .item's titles, one line per item of the .inter
+    catalogue = (tmp_path / "derived" / "Games-cold10s0" / "Games-cold10s0.item").read_text()
+    source = open(os.path.join(os.path.dirname(config), "data", "Games", "Games.item")).read()
+    assert catalogue.splitlines()[0] == source.splitlines()[0] == "item_id:token\ttitle:token_seq"
+    assert sorted(catalogue.splitlines()[1:]) == sorted(source.splitlines()[1:])
     full = record["analyses"]["full"]
     assert full["warm"]["n"] + full["cold"]["n"] == full["all"]["n"]
     assert {"shuffled", "uni100", "random"} <= set(record["analyses"])

@@ -130,7 +130,8 @@ def test_shuffle_permutes_items_within_length_only():
     lengths = torch.tensor([4, 3])
     keys = torch.tensor([7, 8])
     out = shuffle_item_sequences(seq, lengths, seed=0, keys=keys)
-    # default_rng([0, 7]).permutation(4) = [3, 0, 2, 1]; default_rng([0, 8]).permutation(3) = [0, 2, 1]
+    # default_rng([0, 7]).permutation(4) = [3, 0, 2, 1];
+    # default_rng([0, 8]).permutation(3) = [0, 2, 1]
     assert out.tolist() == [[14, 11, 13, 12, 0, 0], [21, 23, 22, 0, 0, 0]]
     assert seq[0, 0] == 11  # input untouched
     # the same user gets the same permutation in another batch
@@ -253,4 +254,5 @@ def test_identical_items_tie_instead_of_favouring_the_target(tiny_cold):
     from recbole_llm2rec.evaluation.ranking import metrics_from_ranks
 
     # 10 real items, all tied: the target is at each of the 10 positions with probability 1/10
-    assert metrics_from_ranks(ranked["rank"], ranked["ties"], (5,))["recall@5"] == pytest.approx(0.5)
+    metrics = metrics_from_ranks(ranked["rank"], ranked["ties"], (5,))
+    assert metrics["recall@5"] == pytest.approx(0.5)
