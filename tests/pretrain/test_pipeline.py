@@ -227,3 +227,42 @@ def test_pipeline_command_has_no_traceback(tmp_path):
     assert proc.stderr == ("python -m pretrain.pipeline: error: field 'csft.max_steps' = '[1': "
                            "override is not a valid yaml value: expected ',' or ']', but got "
                            "'<stream end>'\n")
+
+
+def test_stage_ablation_extracts_each_stage_from_one_run(tiny_qwen2_dir, tmp_path, capsys):
+    """extract.stages: <name>_csft/_mntp/_ic from each stage's final/, nothing retrained."""
+    data = write_slice(str(tmp_path / "data"), "Games", 8)
+    raw = tiny_config(tiny_qwen2_dir, tmp_path / "run", data)
+    raw["extract"].update(datasets=["Games"], stages=["csft", "mntp", "ic"])
+    with pytest.raises(ConfigError, match=r"field 'extract.stages' = 'scft': not a stage of"):
+        pipeline.run(apply_overrides(raw, ["--extract.stages=[csft, scft]"]))
+    assert not (tmp_path / "run").exists()  # refused before any training
+    paths = pipeline.run(raw)
+    assert [os.path.basename(p) for p in paths] == [
+        "Games.llm2rec_csft.feat", "Games.llm2rec_mntp.feat", "Games.llm2rec_ic.feat"]
+    tables = []
+    for path, stage in zip(paths, ("csft", "mntp", "ic")):
+        tokens, emb = read_feat(path)
+        final = str(tmp_path / "run" / stage / "final")
+        meta = json.load(open(path + ".json"))
+        assert (meta["backbone"], meta["model_fingerprint"]) == (final, fingerprint(final))
+        rows = [len(tokens) - 1, 3, 0]  # by token, in another order than the file's
+        assert np.allclose(emb[rows], embed_again(final, data, "Games",
+                                                  [tokens[i] for i in rows]), atol=1e-4)
+        tables.append(emb)
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert np.abs(tables[a] - tables[b]).max() > 1e-3
+    mtimes = {s: os.path.getmtime(tmp_path / "run" / s / "final" / "model.safetensors")
+              for s in ("csft", "mntp", "ic")}
+    capsys.readouterr()
+    # Rerun, and a plain extract of the last stage added: no stage is retrained.
+    raw["extract"]["stages"] = ["csft", "mntp", "ic"]
+    pipeline.run(raw)
+    out = capsys.readouterr().out
+    assert out.count("up to date; nothing to do") == 6 and "redoing" not in out
+    plain = dict(raw, extract={k: v for k, v in raw["extract"].items() if k != "stages"})
+    path, = pipeline.run(plain)
+    assert np.array_equal(read_feat(path)[1], tables[2])
+    assert mtimes == {s: os.path.getmtime(tmp_path / "run" / s / "final" / "model.safetensors")
+                      for s in ("csft", "mntp", "ic")}
