@@ -266,3 +266,29 @@ def test_stage_ablation_extracts_each_stage_from_one_run(tiny_qwen2_dir, tmp_pat
     assert np.array_equal(read_feat(path)[1], tables[2])
     assert mtimes == {s: os.path.getmtime(tmp_path / "run" / s / "final" / "model.safetensors")
                       for s in ("csft", "mntp", "ic")}
+
+
+def test_ablation_configs_match_the_llm2rec_cpu_run():
+    """LLM2Vec = the LLM2Rec CPU run's MNTP and IC without CSFT; the data-ablation configs = its
+    CSFT on other datasets (the full mix is that very run, reused)."""
+    from pretrain.stage_config import result_settings
+
+    def load(name):
+        raw = pipeline.read_yaml(os.path.join(REPO, "pretrain", "configs", name))
+        return raw, pipeline.stage_configs(raw)
+
+    main_raw, main = load("smollm2-135m_cpu.yaml")
+    raw, vec = load("llm2vec-smollm2-135m_cpu.yaml")
+    assert list(vec) == ["mntp", "ic"] and vec["mntp"].model == raw["backbone"]
+    for stage in ("mntp", "ic"):
+        assert result_settings(vec[stage]) == result_settings(main[stage])
+    datasets = {}
+    for setting in ("single", "mix2", "mix4"):
+        raw, csft = load(f"csft-{setting}-smollm2-135m_cpu.yaml")
+        assert list(csft) == ["csft"] and raw["extract"]["name"] == f"csft_{setting}"
+        other = dict(result_settings(csft["csft"]), datasets=main["csft"].datasets)
+        assert other == result_settings(main["csft"])
+        datasets[setting] = csft["csft"].datasets
+    assert datasets == {"single": ["Games"], "mix2": ["Games", "Electronics"],
+                        "mix4": main["csft"].datasets}
+    assert load("csft-mix4-smollm2-135m_cpu.yaml")[1]["csft"].run_dir == main_raw["run_dir"]
