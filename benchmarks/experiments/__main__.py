@@ -21,6 +21,9 @@ def main(argv=None):
     p.add_argument("--address", default=None, help="Ray cluster address to run the runs on")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="run only these of the config's seeds now (the tables show every run)")
+    p.add_argument("--embedders", nargs="+", default=None,
+                   help="run only these of the config's embedders now (e.g. those whose "
+                        ".feat files exist); ID-only models still run")
     p.add_argument("--report", action="store_true", help="only rewrite the tables")
     p.add_argument("--list", action="store_true", help="list the runs and whether each is done")
     p.add_argument("--reanalyse", action="store_true",
@@ -34,6 +37,12 @@ def main(argv=None):
             raise InputError("not among the config's seeds", path=args.config, field="seeds",
                              value=extra)
         todo = dataclasses.replace(exp, seeds=args.seeds)
+    if args.embedders is not None:
+        extra = sorted(set(args.embedders) - set(exp.embedders))
+        if extra:
+            raise InputError("not among the config's embedders", path=args.config,
+                             field="embedders", value=extra)
+        todo = dataclasses.replace(todo, embedders=args.embedders)
     if args.list:
         waiting = set(execute.pending(todo))
         for run in todo.runs():

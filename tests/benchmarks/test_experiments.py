@@ -108,3 +108,14 @@ def test_unknown_model_or_dataset_is_named_before_any_run(config, tmp_path):
     with pytest.raises(InputError, match="datasets.*Gamez"):
         cli.main(["--config", str(bad)])
     assert not os.path.exists(tmp_path / "results" / "tiny")
+
+
+def test_embedders_option_runs_only_those_embedders(config, tmp_path, capsys):
+    text = open(config).read().replace("embedders: [rand]", "embedders: [rand, other]")
+    open(config, "w").write(text)
+    cli.main(["--config", config, "--list", "--embedders", "rand"])
+    listed = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ["SASRec.Games.-.seed0.json", "TextSASRec.Games.rand.seed0.json",
+                      "TextSASRec.Games.rand.mlp.seed0.json"]
+    with pytest.raises(InputError, match=r"field 'embedders' = \['nope'\]: not among"):
+        cli.main(["--config", config, "--list", "--embedders", "nope"])

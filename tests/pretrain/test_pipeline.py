@@ -227,3 +227,68 @@ def test_pipeline_command_has_no_traceback(tmp_path):
     assert proc.stderr == ("python -m pretrain.pipeline: error: field 'csft.max_steps' = '[1': "
                            "override is not a valid yaml value: expected ',' or ']', but got "
                            "'<stream end>'\n")
+
+
+def test_stage_ablation_extracts_each_stage_from_one_run(tiny_qwen2_dir, tmp_path, capsys):
+    """extract.stages: <name>_csft/_mntp/_ic from each stage's final/, nothing retrained."""
+    data = write_slice(str(tmp_path / "data"), "Games", 8)
+    raw = tiny_config(tiny_qwen2_dir, tmp_path / "run", data)
+    raw["extract"].update(datasets=["Games"], stages=["csft", "mntp", "ic"])
+    with pytest.raises(ConfigError, match=r"field 'extract.stages' = 'scft': not a stage of"):
+        pipeline.run(apply_overrides(raw, ["--extract.stages=[csft, scft]"]))
+    assert not (tmp_path / "run").exists()  # refused before any training
+    paths = pipeline.run(raw)
+    assert [os.path.basename(p) for p in paths] == [
+        "Games.llm2rec_csft.feat", "Games.llm2rec_mntp.feat", "Games.llm2rec_ic.feat"]
+    tables = []
+    for path, stage in zip(paths, ("csft", "mntp", "ic")):
+        tokens, emb = read_feat(path)
+        final = str(tmp_path / "run" / stage / "final")
+        meta = json.load(open(path + ".json"))
+        assert (meta["backbone"], meta["model_fingerprint"]) == (final, fingerprint(final))
+        rows = [len(tokens) - 1, 3, 0]  # by token, in another order than the file's
+        assert np.allclose(emb[rows], embed_again(final, data, "Games",
+                                                  [tokens[i] for i in rows]), atol=1e-4)
+        tables.append(emb)
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert np.abs(tables[a] - tables[b]).max() > 1e-3
+    mtimes = {s: os.path.getmtime(tmp_path / "run" / s / "final" / "model.safetensors")
+              for s in ("csft", "mntp", "ic")}
+    capsys.readouterr()
+    # Rerun, and a plain extract of the last stage added: no stage is retrained.
+    raw["extract"]["stages"] = ["csft", "mntp", "ic"]
+    pipeline.run(raw)
+    out = capsys.readouterr().out
+    assert out.count("up to date; nothing to do") == 6 and "redoing" not in out
+    plain = dict(raw, extract={k: v for k, v in raw["extract"].items() if k != "stages"})
+    path, = pipeline.run(plain)
+    assert np.array_equal(read_feat(path)[1], tables[2])
+    assert mtimes == {s: os.path.getmtime(tmp_path / "run" / s / "final" / "model.safetensors")
+                      for s in ("csft", "mntp", "ic")}
+
+
+def test_ablation_configs_match_the_llm2rec_cpu_run():
+    """LLM2Vec = the LLM2Rec CPU run's MNTP and IC without CSFT; the data-ablation configs = its
+    CSFT on other datasets (the full mix is that very run, reused)."""
+    from pretrain.stage_config import result_settings
+
+    def load(name):
+        raw = pipeline.read_yaml(os.path.join(REPO, "pretrain", "configs", name))
+        return raw, pipeline.stage_configs(raw)
+
+    main_raw, main = load("smollm2-135m_cpu.yaml")
+    raw, vec = load("llm2vec-smollm2-135m_cpu.yaml")
+    assert list(vec) == ["mntp", "ic"] and vec["mntp"].model == raw["backbone"]
+    for stage in ("mntp", "ic"):
+        assert result_settings(vec[stage]) == result_settings(main[stage])
+    datasets = {}
+    for setting in ("single", "mix2", "mix4"):
+        raw, csft = load(f"csft-{setting}-smollm2-135m_cpu.yaml")
+        assert list(csft) == ["csft"] and raw["extract"]["name"] == f"csft_{setting}"
+        other = dict(result_settings(csft["csft"]), datasets=main["csft"].datasets)
+        assert other == result_settings(main["csft"])
+        datasets[setting] = csft["csft"].datasets
+    assert datasets == {"single": ["Games"], "mix2": ["Games", "Electronics"],
+                        "mix4": main["csft"].datasets}
+    assert load("csft-mix4-smollm2-135m_cpu.yaml")[1]["csft"].run_dir == main_raw["run_dir"]
