@@ -25,7 +25,7 @@ from recbole_llm2rec.feat import FeatError
 
 SHARED_ONLY = {"backbone", "stages"}
 # Extraction settings recorded in the .feat sidecar that change its rows.
-FEAT_SETTINGS = ("pooling", "max_length", "title_field")
+FEAT_SETTINGS = ("pooling", "max_length", "title_field", "prompt")
 
 
 def stage_configs(raw):
@@ -71,7 +71,8 @@ def check_inputs(configs, raw):
 
     first = next(iter(configs.values()))
     tokenizer = training.load_tokenizer(first.model)
-    mntp.check_backbone(first.model)
+    if {"mntp", "ic"} & set(configs):  # the bidirectional stages
+        mntp.check_backbone(first.model)
     if "mntp" in configs:
         mntp.mask_token_id(tokenizer, configs["mntp"].mask_token, where=first.model)
     for cfg in configs.values():
