@@ -158,3 +158,39 @@ def test_bad_settings_are_refused_before_loading(games, tiny_llama_dir, tmp_path
                                     "--micro_batch_size", "4096"])
     with pytest.raises(ConfigError, match="distinct items"):
         scft.prepare(cfg)
+
+
+def test_llmemb_pipeline_trains_scft_alone_and_extracts_the_same_prompt_and_pooling(
+        tiny_llama_dir, games_attrs, tmp_path, capsys):
+    from transformers import AutoModel, AutoTokenizer
+
+    from pretrain import pipeline
+    from recbole_llm2rec.feat import read_feat
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    raw = pipeline.read_yaml(os.path.join(repo, "pretrain", "configs",
+                                          "llmemb-smollm2-135m_cpu.yaml"))
+    assert pipeline.stage_configs(raw)["scft"].model == raw["backbone"]  # from the backbone
+    raw = pipeline.apply_overrides(raw, [
+        f"--backbone={tiny_llama_dir}", f"--run_dir={tmp_path}", f"--data_path={games_attrs}",
+        "--report_to=[]", "--attn_implementation=eager", "--scft.max_steps=2",
+        "--scft.batch_size=4", "--scft.micro_batch_size=4", "--scft.save_steps=1",
+        "--extract.datasets=[Games]", "--extract.batch_size=8"])
+    path, = pipeline.run(raw)
+    meta = json.load(open(path + ".json"))
+    assert (meta["prompt"], meta["pooling"], meta["attention"]) == ("llmemb", "mean", "causal")
+    assert meta["backbone"] == str(tmp_path / "scft" / "final")
+    tokens, rows = read_feat(path)
+    _, prompts = scft.item_prompts(item_file(games_attrs))
+    # By hand: the SCFT model, causal, mean over every token of the full prompt.
+    tokenizer = AutoTokenizer.from_pretrained(meta["backbone"])
+    model = AutoModel.from_pretrained(meta["backbone"]).eval()
+    for i in (0, 7):
+        ids = tokenizer(prompts[i], truncation=True, max_length=64, return_tensors="pt")
+        with torch.no_grad():
+            expected = model(**ids).last_hidden_state[0].mean(0).numpy()
+        assert rows[i] == pytest.approx(expected, abs=1e-4)
+    capsys.readouterr()
+    pipeline.run(raw)  # nothing changed: nothing redone
+    said = capsys.readouterr().out
+    assert "scft/final is complete and up to date" in said and "is up to date" in said
