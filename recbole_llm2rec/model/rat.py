@@ -7,7 +7,6 @@ recommender's loss gets `rat_alpha` x a symmetric in-batch contrastive alignment
 adapted rows of the batch's target items and the same items' rows in the item table of a
 previously trained ID-based SASRec (`rat_teacher_checkpoint`), dot products / `rat_temperature`.
 """
-import hashlib
 import logging
 import os
 
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from recbole_llm2rec.atomic import file_sha256
 from recbole_llm2rec.errors import InputError
 from recbole_llm2rec.feat import read_feat
 
@@ -36,15 +36,6 @@ class RATAdapter(nn.Module):
 
     def forward(self, z):
         return self.net(z)
-
-
-def file_sha256(path):
-    """sha256 hex of the file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fit_pca(rows, n_components):
