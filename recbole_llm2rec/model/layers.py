@@ -220,19 +220,14 @@ def trained_items(config, dataset):
     return torch.unique(torch.cat([inter[f].reshape(-1).long() for f in fields]))
 
 
-def text_emb_path(config):
-    """Path of the `.feat` file chosen by `text_emb`."""
+def load_text_embeddings(config, dataset):
+    """The `.feat` table chosen by `text_emb`, aligned to the dataset's item ids; with
+    `adapter_type: rat`, reduced by its cached PCA. Returns [n_items, D]."""
     name = config["text_emb"]
     if not name:
         raise FeatError("text_emb is not set: name the embedding file <dataset>.<text_emb>.feat "
                         "to use, e.g. --text_emb=minilm")
-    return feat_path(config["data_path"], config["dataset"], name)
-
-
-def load_text_embeddings(config, dataset):
-    """The `.feat` table chosen by `text_emb`, aligned to the dataset's item ids; with
-    `adapter_type: rat`, reduced by its cached PCA. Returns [n_items, D]."""
-    path = text_emb_path(config)
+    path = feat_path(config["data_path"], config["dataset"], name)
     id_tokens = dataset.field2id_token[dataset.iid_field]
     table = load_aligned(path, list(id_tokens), expected_dim=config["text_emb_dim"],
                          on_missing=config["missing_item_emb"] or "error")
