@@ -164,3 +164,13 @@ def test_one_epoch_of_text_sasrec_with_rat_through_the_runner(games_root, teache
     assert out["test_result"]["recall@10"] >= 0 and out["model"].item_embedding.alignment
     assert os.path.isfile(feat_path(os.path.join(games_root, "Games"), "Games", "rand")
                           + rat.PCA_SUFFIX)
+
+
+def test_the_alignment_uses_the_batch_s_distinct_target_items(games_root, teacher):
+    net, _ = build("TextSASRec", rat_settings(games_root, teacher, rat_alpha=0.5,
+                                              rat_temperature=3.0))
+    table = net.item_embedding
+    targets = {"item_id": torch.tensor([2, 5, 2, 0, 9])}  # a repeat and the padding id
+    rows = torch.tensor([2, 5, 9])
+    expected = 0.5 * rat.alignment_loss(table.weight[rows], table.alignment.teacher[rows], 3.0)
+    assert table.auxiliary_loss(targets).item() == pytest.approx(expected.item(), rel=1e-6)
