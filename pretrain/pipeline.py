@@ -29,7 +29,7 @@ from recbole_llm2rec.feat import FeatError
 SHARED_ONLY = {"backbone", "stages"}
 # Extraction settings that change a .feat file's rows: sidecar key -> extract argument.
 FEAT_SETTINGS = {"pooling": "pooling", "max_length": "max_length", "title_field": "title_field",
-                 "normalized": "normalize"}
+                 "normalized": "normalize", "prompt": "prompt"}
 
 
 def stage_configs(raw):
@@ -98,7 +98,8 @@ def check_inputs(configs, raw):
 
     first = next(iter(configs.values()))
     tokenizer = training.load_tokenizer(first.model)
-    mntp.check_backbone(first.model)
+    if {"mntp", "ic"} & set(configs):  # the bidirectional stages
+        mntp.check_backbone(first.model)
     if "mntp" in configs:
         mntp.mask_token_id(tokenizer, configs["mntp"].mask_token, where=first.model)
     for cfg in configs.values():

@@ -21,6 +21,7 @@ import time
 
 from pretrain.common import dataset_file
 from pretrain.stage_config import result_settings
+from recbole_llm2rec.atomic import file_sha256
 
 PROVENANCE = "provenance.json"
 # Bookkeeping files of a model folder that do not change the model it loads as.
@@ -34,11 +35,7 @@ def file_digest(path):
     st = os.stat(path)
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     if key not in _digests:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-        _digests[key] = digest.hexdigest()
+        _digests[key] = file_sha256(path)
     return _digests[key]
 
 

@@ -1,6 +1,6 @@
 """Settings of the pre-training stages, and the one registry of stages (`STAGES`).
 
-Each stage (`csft`, `mntp`, `ic`) has a dataclass of settings. A stage command reads
+Each stage (`csft`, `mntp`, `ic`, LLMEmb's `scft`) has a dataclass of settings. A stage command reads
 `--config <yaml>` (top-level shared keys plus the stage's own section), then every field as
 `--<field> value`. The pipeline applies dotted overrides (`--csft.max_steps=200`) to the yaml
 and runs the stages its `stages` list names, each starting from the previous one's `final/`.
@@ -23,7 +23,7 @@ class ConfigError(InputError):
 
 @dataclass
 class StageConfig:
-    """Settings shared by the three training stages."""
+    """Settings shared by the training stages."""
 
     run_dir: str = None  # (str) folder of the run; the stage writes <run_dir>/<stage>/
     model: str = None  # (str) HF model folder to start from; default <run_dir>/<previous stage>/final
@@ -90,6 +90,24 @@ class ICConfig(StageConfig):
     group_by_length: bool = False  # (bool) False: random batches give harder in-batch negatives
 
 
+@dataclass
+class SCFTConfig(StageConfig):
+    """SCFT (LLMEmb): two attribute-dropped views of each item prompt, causal attention, mean
+    pooling, symmetric in-batch contrastive loss with a trainable temperature; LoRA."""
+
+    learning_rate: float = 2e-4
+    batch_size: int = 64
+    micro_batch_size: int = 64
+    max_steps: int = 4000
+    max_length: int = 256
+    lora_r: int = 8  # (int) LoRA rank (reference: 8); null = full fine-tune
+    lora_dropout: float = 0.1
+    drop_ratio: float = 0.4  # (float) fraction of an item's attributes (title words) each view drops
+    temperature: float = 0.05  # (float) initial value of the trainable softmax temperature
+    max_grad_norm: float = 1.0  # (float) gradient clipping
+    group_by_length: bool = False  # (bool) False: random batches give harder in-batch negatives
+
+
 @dataclass(frozen=True)
 class Stage:
     """A training stage: its settings class, the module whose `run(cfg)` trains it, and the stage
@@ -110,6 +128,7 @@ STAGES = {
     "csft": Stage(CSFTConfig, "pretrain.csft"),
     "mntp": Stage(MNTPConfig, "pretrain.mntp", previous="csft"),
     "ic": Stage(ICConfig, "pretrain.ic", previous="mntp"),
+    "scft": Stage(SCFTConfig, "pretrain.scft"),  # LLMEmb, from the backbone
 }
 DEFAULT_PIPELINE = ["csft", "mntp", "ic"]  # LLM2Rec; LLM2Vec is [mntp, ic]
 
@@ -262,6 +281,8 @@ def validate(cfg):
         _check(cfg, "mlm_probability", 0 < cfg.mlm_probability < 1, "in (0, 1)")
     if hasattr(cfg, "temperature"):
         _check(cfg, "temperature", cfg.temperature > 0, "positive")
+    if hasattr(cfg, "drop_ratio"):
+        _check(cfg, "drop_ratio", 0 <= cfg.drop_ratio < 1, "in [0, 1)")
     if hasattr(cfg, "attention_dropout"):
         _check(cfg, "attention_dropout", 0 <= cfg.attention_dropout < 1, "in [0, 1)")
 

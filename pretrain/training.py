@@ -179,6 +179,7 @@ def apply_lora(model, cfg):
     """Wrap `model` with LoRA adapters on all linear layers when `cfg.lora_r` is set."""
     if not cfg.lora_r:
         return model
+    import torch.distributed.tensor  # noqa: F401  peft reads it without importing it
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,

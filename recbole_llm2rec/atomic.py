@@ -9,6 +9,7 @@ subclass the caller passes) naming the file, line, field and value. Standard lib
 """
 import collections
 import contextlib
+import hashlib
 import math
 import os
 import tempfile
@@ -124,6 +125,15 @@ def is_number(text):
         return math.isfinite(float(text))
     except ValueError:
         return False
+
+
+def file_sha256(path):
+    """sha256 hex digest of the bytes of the file at `path`, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write_text(path, write_fn):

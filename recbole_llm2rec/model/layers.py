@@ -6,6 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recbole_llm2rec.feat import FeatError, feat_path, load_aligned
+from recbole_llm2rec.model import rat
 
 
 class LinearAdapter(nn.Module):
@@ -64,7 +65,8 @@ class MoEAdapter(nn.Module):
         return ((experts - shifts) * gates).sum(dim=-2)
 
 
-ADAPTERS = {"linear": LinearAdapter, "mlp": MLPAdapter, "moe": MoEAdapter}
+ADAPTERS = {"linear": LinearAdapter, "mlp": MLPAdapter, "moe": MoEAdapter,
+            "rat": rat.RATAdapter}
 
 
 class _TableCache:
@@ -105,6 +107,9 @@ class TextItemTable(nn.Module):
         self.embedding_dim = out_dim
         self.adapter_learning_rate = config["adapter_learning_rate"]
         self._cache = _TableCache()
+        self.alignment = None  # LLMEmb's collaborative alignment (adapter_type rat)
+        if adapter_type == "rat" and config["rat_alpha"]:
+            self.alignment = rat.CollaborativeAlignment(config, self.text_emb.shape[0], out_dim)
 
     def _state_key(self):
         tensors = [*self.parameters(), *self.buffers()]
@@ -131,6 +136,11 @@ class TextItemTable(nn.Module):
     def forward(self, item_ids):
         """Adapted rows of `item_ids` [...]. Returns [..., out_dim]."""
         return F.embedding(item_ids, self.weight)
+
+    def auxiliary_loss(self, interaction):
+        """The table's own term of the training loss for `interaction` (the RAT alignment), or
+        None."""
+        return None if self.alignment is None else self.alignment(self.weight, interaction)
 
     def train(self, mode=True):
         self._cache = _TableCache()
@@ -211,15 +221,41 @@ def trained_items(config, dataset):
 
 
 def load_text_embeddings(config, dataset):
-    """The `.feat` table chosen by `text_emb`, aligned to the dataset's item ids. Returns [n_items, D]."""
+    """The `.feat` table chosen by `text_emb`, aligned to the dataset's item ids; with
+    `adapter_type: rat`, reduced by its cached PCA. Returns [n_items, D]."""
     name = config["text_emb"]
     if not name:
         raise FeatError("text_emb is not set: name the embedding file <dataset>.<text_emb>.feat "
                         "to use, e.g. --text_emb=minilm")
     path = feat_path(config["data_path"], config["dataset"], name)
     id_tokens = dataset.field2id_token[dataset.iid_field]
-    return load_aligned(path, list(id_tokens), expected_dim=config["text_emb_dim"],
-                        on_missing=config["missing_item_emb"] or "error")
+    table = load_aligned(path, list(id_tokens), expected_dim=config["text_emb_dim"],
+                         on_missing=config["missing_item_emb"] or "error")
+    if (config["adapter_type"] or "linear") == "rat":
+        rat.check_settings(config)
+        table = rat.reduce_table(table, path, config)
+    return table
+
+
+class TextTableModel:
+    """Mixin for a RecBole sequential model (`class TextSASRec(TextTableModel, SASRec)`): its
+    item embedding becomes the text table `item_repr` names, the table's optimizer groups are
+    the model's, and its own loss term (RAT's alignment) is added to the model's loss."""
+
+    uses_text_emb = True  # reads <dataset>.<text_emb>.feat (run_recbole.py builds the default)
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        use_text_item_table(self, config, dataset)
+
+    def optimizer_param_groups(self):
+        """Parameter groups for the plugin's trainers (None: one group, as RecBole does)."""
+        return self.item_embedding.param_groups(self)
+
+    def calculate_loss(self, interaction):
+        loss = super().calculate_loss(interaction)
+        extra = self.item_embedding.auxiliary_loss(interaction)
+        return loss if extra is None else loss + extra
 
 
 def use_text_item_table(model, config, dataset):

@@ -6,24 +6,16 @@ RecBole's dataset cache (`dataset_cache/*.pth`). The tuner records the sha256 of
 file in `manifest.json` when it writes it (the dataset cache once, Ray's state every time Ray
 saves it), and `verify` refuses a folder holding one that is unrecorded or changed.
 """
-import hashlib
 import json
 import os
 
+from recbole_llm2rec.atomic import file_sha256
 from recbole_llm2rec.feat import atomic_write_text
 from recbole_llm2rec.tune.errors import TuneError
 
 MANIFEST = "manifest.json"
 RAY_DIR = "ray"
 CACHE_DIR = "dataset_cache"
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _files(output, folder):
@@ -63,7 +55,7 @@ def record(output, folder):
     manifest = {k: v for k, v in read_manifest(output).items()
                 if not k.startswith(folder + "/")}
     for rel in _files(output, folder):
-        manifest[rel] = _sha256(os.path.join(output, rel))
+        manifest[rel] = file_sha256(os.path.join(output, rel))
     atomic_write_text(os.path.join(output, MANIFEST),
                       lambda fh: json.dump(manifest, fh, indent=1, sort_keys=True))
 
@@ -78,7 +70,7 @@ def verify(output):
             raise TuneError(f"not recorded in {MANIFEST} when the search wrote its files; "
                             f"refusing to unpickle it (remove it, or start a new search)",
                             path=path)
-        if _sha256(path) != manifest[rel]:
+        if file_sha256(path) != manifest[rel]:
             raise TuneError(f"changed since the search wrote it (sha256 differs from "
                             f"{MANIFEST}); refusing to unpickle it", path=path)
 

@@ -77,8 +77,8 @@ def test_stages_list(tiny_qwen2_dir, tmp_path):
     configs = pipeline.stage_configs(raw)  # LLM2Vec: MNTP starts from the backbone
     assert list(configs) == ["mntp", "ic"] and configs["mntp"].model == tiny_qwen2_dir
     assert configs["ic"].model == os.path.join(str(tmp_path), "mntp", "final")
-    for bad, why in ((["csft", "scft"], "field 'stages' = 'scft': unknown stage (known: csft, "
-                                        "mntp, ic)"),
+    for bad, why in ((["csft", "dpo"], "field 'stages' = 'dpo': unknown stage (known: csft, "
+                                       "mntp, ic, scft)"),
                      (["ic", "ic"], "a stage is listed twice"), ([], "non-empty list")):
         with pytest.raises(ConfigError, match=why.replace("(", r"\(").replace(")", r"\)")):
             pipeline.stage_configs(dict(raw, stages=bad))
@@ -186,7 +186,7 @@ BAD_INPUT = [  # (file content or None, arguments, what the one line says)
      r"bad.yaml:5: not valid yaml: expected ',' or '\]'"),
     ("backbone: m\n", ["--csft.max_steps=[1"],
      r"field 'csft.max_steps' = '\[1': override is not a valid yaml value"),
-    ("backbone: m\nstages: [csft, scft]\n", [], r"field 'stages' = 'scft': unknown stage"),
+    ("backbone: m\nstages: [csft, dpo]\n", [], r"field 'stages' = 'dpo': unknown stage"),
 ]
 
 
