@@ -13,7 +13,6 @@ from tqdm.auto import tqdm
 
 from pretrain import training
 from pretrain.sequences import csft_examples
-from pretrain.stage_config import parse_stage_args
 from recbole_llm2rec.errors import cli_main
 
 STAGE = "csft"
@@ -93,15 +92,9 @@ def make_trainer(cfg, tokenizer, dataset):
     return training.make_trainer(cfg, STAGE, model, tokenizer, dataset, collator(tokenizer))
 
 
-def run(cfg):
-    """Run CSFT with settings `cfg`. Returns the path of `<run_dir>/csft/final`."""
-    return training.run_stage(cfg, STAGE, prepare, make_trainer)
-
-
-def main(argv=None):
-    """Command line: settings from `--config` and flags, then `run`."""
-    return run(parse_stage_args(STAGE, argv))
+# run(cfg) -> <run_dir>/csft/final; main(argv): settings from --config and flags, then run.
+run, main = training.stage_commands(STAGE, prepare, make_trainer)
 
 
 if __name__ == "__main__":
-    cli_main(main, "python -m pretrain.csft")
+    cli_main(main, f"python -m pretrain.{STAGE}")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from pretrain import training
 from pretrain.mntp import title_dataset
-from pretrain.stage_config import ConfigError, parse_stage_args
+from pretrain.stage_config import ConfigError
 from recbole_llm2rec.errors import cli_main
 
 STAGE = "ic"
@@ -92,15 +92,9 @@ def make_trainer(cfg, tokenizer, dataset):
     return trainer, model
 
 
-def run(cfg):
-    """Run IC (SimCSE) with settings `cfg`. Returns the path of `<run_dir>/ic/final`."""
-    return training.run_stage(cfg, STAGE, prepare, make_trainer)
-
-
-def main(argv=None):
-    """Command line: settings from `--config` and flags, then `run`."""
-    return run(parse_stage_args(STAGE, argv))
+# run(cfg) -> <run_dir>/ic/final; main(argv): settings from --config and flags, then run.
+run, main = training.stage_commands(STAGE, prepare, make_trainer)
 
 
 if __name__ == "__main__":
-    cli_main(main, "python -m pretrain.ic")
+    cli_main(main, f"python -m pretrain.{STAGE}")

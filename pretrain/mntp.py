@@ -12,7 +12,7 @@ import torch
 
 from pretrain import training
 from pretrain.sequences import training_titles
-from pretrain.stage_config import ConfigError, parse_stage_args
+from pretrain.stage_config import ConfigError
 from recbole_llm2rec.errors import cli_main
 
 STAGE = "mntp"
@@ -138,15 +138,9 @@ def make_trainer(cfg, tokenizer, dataset):
                                  MNTPCollator(tokenizer, mask_id, cfg.mlm_probability))
 
 
-def run(cfg):
-    """Run MNTP with settings `cfg`. Returns the path of `<run_dir>/mntp/final`."""
-    return training.run_stage(cfg, STAGE, prepare, make_trainer)
-
-
-def main(argv=None):
-    """Command line: settings from `--config` and flags, then `run`."""
-    return run(parse_stage_args(STAGE, argv))
+# run(cfg) -> <run_dir>/mntp/final; main(argv): settings from --config and flags, then run.
+run, main = training.stage_commands(STAGE, prepare, make_trainer)
 
 
 if __name__ == "__main__":
-    cli_main(main, "python -m pretrain.mntp")
+    cli_main(main, f"python -m pretrain.{STAGE}")

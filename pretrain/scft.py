@@ -20,7 +20,7 @@ import torch
 from pretrain import training
 from pretrain.common import DataError, dataset_file
 from pretrain.ic import contrastive_loss, gather_views
-from pretrain.stage_config import ConfigError, parse_stage_args
+from pretrain.stage_config import ConfigError
 from recbole_llm2rec.atomic import atomic_rows
 from recbole_llm2rec.errors import cli_main
 
@@ -216,15 +216,9 @@ def make_trainer(cfg, tokenizer, dataset):
     return trainer, model
 
 
-def run(cfg):
-    """Run SCFT with settings `cfg`. Returns the path of `<run_dir>/scft/final`."""
-    return training.run_stage(cfg, STAGE, prepare, make_trainer)
-
-
-def main(argv=None):
-    """Command line: settings from `--config` and flags, then `run`."""
-    return run(parse_stage_args(STAGE, argv))
+# run(cfg) -> <run_dir>/scft/final; main(argv): settings from --config and flags, then run.
+run, main = training.stage_commands(STAGE, prepare, make_trainer)
 
 
 if __name__ == "__main__":
-    cli_main(main, "python -m pretrain.scft")
+    cli_main(main, f"python -m pretrain.{STAGE}")

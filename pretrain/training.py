@@ -14,7 +14,7 @@ import tempfile
 import torch
 
 from pretrain import provenance
-from pretrain.stage_config import STAGES, ConfigError, final_path, save_yaml
+from pretrain.stage_config import STAGES, ConfigError, final_path, parse_stage_args, save_yaml
 
 # A checkpoint can be resumed from when its trainer_state.json parses and these are present.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
@@ -318,6 +318,20 @@ def train_and_save(trainer, model, tokenizer, cfg, stage, record):
     with torch.serialization.safe_globals(_rng_state_types()):
         trainer.train(resume_from_checkpoint=resume)
     return save_final(trainer, model, tokenizer, cfg, stage, record)
+
+
+def stage_commands(stage, prepare, make_trainer):
+    """A stage module's entry points: `run(cfg)` (the whole stage through `run_stage`; returns the
+    path of `<run_dir>/<stage>/final`) and `main(argv)` (settings from `--config` and flags, then
+    `run`)."""
+
+    def run(cfg):
+        return run_stage(cfg, stage, prepare, make_trainer)
+
+    def main(argv=None):
+        return run(parse_stage_args(stage, argv))
+
+    return run, main
 
 
 def run_stage(cfg, stage, prepare, make_stage_trainer):
