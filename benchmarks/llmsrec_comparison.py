@@ -198,16 +198,25 @@ def main(argv=None):
                         continue
                     config.update(llm_path=args.llm_path, teacher_checkpoint=teacher,
                                   epochs=args.llmsrec_epochs)
-                if os.path.isfile(path):
-                    record = json.load(open(path, encoding="utf-8"))
-                else:
+                record = json.load(open(path, encoding="utf-8")) if os.path.isfile(path) else None
+                if record and model == "SASRec" and teacher_wanted(args, seed) and not \
+                        os.path.isfile(checkpoint_path(config, record)):
+                    record = None  # its checkpoint is gone and LLMSRec needs it as the teacher
+                if record is None:
                     record = run_one(model, args, seed, config)
                     atomic_write_text(path, lambda fh: json.dump(record, fh, indent=1))
                 if model == "SASRec":
-                    teacher = os.path.join(config.get("checkpoint_dir", "saved"),
-                                           record["model_file"])
+                    teacher = checkpoint_path(config, record)
                 write_report()
     write_report()
+
+
+def checkpoint_path(config, record):
+    return os.path.join(config.get("checkpoint_dir", "saved"), record["model_file"])
+
+
+def teacher_wanted(args, seed):
+    return "LLMSRec" in args.models and seed in args.llmsrec_seeds
 
 
 def yaml_value(text):
