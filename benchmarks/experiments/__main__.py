@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from benchmarks.experiments import execute
-from benchmarks.experiments.spec import load_experiment
+from benchmarks.experiments.spec import NO_VARIANT, load_experiment
 from benchmarks.experiments.tables import write_tables
 from recbole_llm2rec.errors import InputError, cli_main
 
@@ -24,6 +24,9 @@ def main(argv=None):
     p.add_argument("--embedders", nargs="+", default=None,
                    help="run only these of the config's embedders now (e.g. those whose "
                         ".feat files exist); ID-only models still run")
+    p.add_argument("--variants", nargs="+", default=None,
+                   help="run only these of the config's variants now ('-' for the runs "
+                        "without a variant, e.g. ID-only models)")
     p.add_argument("--report", action="store_true", help="only rewrite the tables")
     p.add_argument("--list", action="store_true", help="list the runs and whether each is done")
     p.add_argument("--reanalyse", action="store_true",
@@ -43,6 +46,12 @@ def main(argv=None):
             raise InputError("not among the config's embedders", path=args.config,
                              field="embedders", value=extra)
         todo = dataclasses.replace(todo, embedders=args.embedders)
+    if args.variants is not None:
+        extra = sorted(set(args.variants) - set(exp.variants) - {NO_VARIANT})
+        if extra:
+            raise InputError("not among the config's variants", path=args.config,
+                             field="variants", value=extra)
+        todo = dataclasses.replace(todo, only_variants=args.variants)
     if args.list:
         waiting = set(execute.pending(todo))
         for run in todo.runs():

@@ -61,6 +61,7 @@ class Experiment:
     analyses: list
     cold_start: dict      # {} or {"fraction", "seed", "data_path"}
     results_dir: str
+    only_variants: list = None  # run only these variant names now (NO_VARIANT for none)
 
     @property
     def datasets(self):
@@ -79,6 +80,8 @@ class Experiment:
                     embs = self.embedders if uses_text(model) else [NO_EMB]
                     variants = [NO_VARIANT] + [v for v, spec in self.variants.items()
                                                if model in spec["models"]]
+                    if self.only_variants is not None:
+                        variants = [v for v in variants if v in self.only_variants]
                     runs += [Run(model, dataset, emb, variant, seed)
                              for emb in embs for variant in variants]
         return runs

@@ -119,3 +119,14 @@ def test_embedders_option_runs_only_those_embedders(config, tmp_path, capsys):
                       "TextSASRec.Games.rand.mlp.seed0.json"]
     with pytest.raises(InputError, match=r"field 'embedders' = \['nope'\]: not among"):
         cli.main(["--config", config, "--list", "--embedders", "nope"])
+
+
+def test_variants_option_runs_only_those_variants(config, capsys):
+    cli.main(["--config", config, "--list", "--variants", "mlp"])
+    listed = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ["TextSASRec.Games.rand.mlp.seed0.json"]
+    cli.main(["--config", config, "--list", "--variants", "-"])
+    listed = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ["SASRec.Games.-.seed0.json", "TextSASRec.Games.rand.seed0.json"]
+    with pytest.raises(InputError, match=r"field 'variants' = \['nope'\]: not among"):
+        cli.main(["--config", config, "--list", "--variants", "nope"])
