@@ -234,6 +234,17 @@ def load_llm(path, device):
     return llm, tokenizer
 
 
+def enable_checkpointing(llm, path):
+    """Gradient checkpointing of the frozen LM's layers: their activations are recomputed in the
+    backward pass instead of kept. Non-reentrant (`use_reentrant=False`), so the gradient reaches
+    the input embeddings although no LM parameter requires one."""
+    if not llm.supports_gradient_checkpointing:
+        raise InputError(f"{type(llm).__name__} does not support gradient checkpointing; set "
+                         f"llmsrec_gradient_checkpointing: False", path=path,
+                         field="llmsrec_gradient_checkpointing", value=True)
+    llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 class LLMSRec(SequentialRecommender):
     """LLM-SRec: user/item representations from a frozen LM, distilled from a frozen SASRec."""
 
@@ -255,6 +266,7 @@ class LLMSRec(SequentialRecommender):
         self.uniformity_log = config["llmsrec_uniformity_log"]
         self.train_all_prefixes = config["llmsrec_train_all_prefixes"]
         self.llm_batch_size = config["llmsrec_llm_batch_size"]
+        self.gradient_checkpointing = config["llmsrec_gradient_checkpointing"]
         self.show_progress = config["show_progress"]
 
         # bad input is reported before anything heavy is loaded
@@ -262,6 +274,8 @@ class LLMSRec(SequentialRecommender):
         self.TIME_SEQ = check_timestamps(dataset, config)
         teacher = load_teacher(config["teacher_checkpoint"], config, dataset)
         llm, self.tokenizer = load_llm(config["llm_path"], config["device"])
+        if self.gradient_checkpointing:
+            enable_checkpointing(llm, config["llm_path"])
         # not registered: out of state_dict(), parameters() and train()/eval()
         self.__dict__["teacher"], self.__dict__["llm"] = teacher, llm
         self.marker_ids = {m: self.tokenizer.convert_tokens_to_ids(m) for m in MARKERS}
@@ -347,8 +361,12 @@ class LLMSRec(SequentialRecommender):
             items = torch.tensor([it for i in chunk for it in history_items[i]],
                                  dtype=torch.long, device=device)
             embeds = self.embed_prompts(ids, items, out_vector)
+            # HF checkpoints the layers only while the base model's own `training` flag is set;
+            # setting that one flag (not .train()) keeps every dropout of the frozen LM in eval
+            self.llm.training = self.gradient_checkpointing and torch.is_grad_enabled()
             hidden = self.llm(inputs_embeds=embeds, attention_mask=mask,
                               use_cache=False).last_hidden_state
+            self.llm.training = False
             out = (ids == self.marker_ids[USER_OUT]) | (ids == self.marker_ids[ITEM_OUT])
             states.append(hidden[out].float())  # one out slot per prompt, in row order
         states = torch.cat(states)

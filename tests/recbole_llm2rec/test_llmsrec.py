@@ -113,6 +113,33 @@ def test_one_step_trains_mlps_and_tokens_only(root, llm, teacher):
     assert all(torch.equal(v, teacher_before[k]) for k, v in net.teacher.state_dict().items())
 
 
+def test_gradient_checkpointing_gives_the_same_gradients_and_keeps_less(root, llm, teacher):
+    batch = None
+    grads, kept = {}, {}
+    for on in (False, True):
+        net, train, _ = build(root, llm, teacher, llmsrec_train_all_prefixes=True,
+                              llmsrec_gradient_checkpointing=on)
+        batch = first_batch(train) if batch is None else batch
+        calls = []
+        recompute = net.llm._gradient_checkpointing_func if on else None
+        if on:  # count the layer calls that go through checkpointing
+            net.llm._gradient_checkpointing_func = lambda *a, **k: calls.append(1) or recompute(
+                *a, **k)
+        saved = []  # bytes autograd keeps for the backward pass (outside checkpointed layers)
+        with torch.autograd.graph.saved_tensors_hooks(
+                lambda t: saved.append(t.numel() * t.element_size()) or t, lambda t: t):
+            loss = sum(net.calculate_loss(batch))
+        loss.backward()
+        assert len(calls) == (net.llm.config.num_hidden_layers * 2 if on else 0)  # users, items
+        assert not any(m.training for m in net.llm.modules())  # the LLM stays in eval mode
+        grads[on] = {n: p.grad.clone() for n, p in net.named_parameters()}
+        kept[on] = sum(saved)
+    for name, grad in grads[False].items():
+        assert grad.abs().sum() > 0, name
+        assert torch.allclose(grads[True][name], grad, rtol=1e-4, atol=1e-6), name
+    assert kept[True] < kept[False] / 2, kept
+
+
 def test_default_trains_on_each_users_last_training_item(root, llm, teacher):
     net, train, _ = build(root, llm, teacher)
     data = train._dataset.inter_feat
