@@ -10,7 +10,8 @@ set size (`ru_maxrss`) only grows: the model is built, then one forward + backwa
 first `examples` training examples (each user's last training item, the default mode), after
 one pass without gradients on the same batch (the first LM passes' one-time allocations). The
 step's cost is the peak RSS after the step minus the peak before it. One torch thread; CPU
-seconds by `time.process_time`. The table goes to `benchmarks/results/llmsrec_memory.md` (+ `.json`).
+seconds by `time.process_time`. The table goes to `benchmarks/results/llmsrec_memory.md`
+(+ `.json`).
 """
 import argparse
 import json
@@ -23,7 +24,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from llmsrec_cost import timed  # noqa: E402
+from llmsrec_cost import add_run_args, timed  # noqa: E402
 from machine import machine  # noqa: E402
 from recbole_llm2rec.feat import atomic_write_text  # noqa: E402
 
@@ -65,8 +66,8 @@ def one_step(args, checkpointing, examples):
 
 def table(rows):
     """Markdown table of the measurements."""
-    lines = ["| checkpointing | examples | user-prompt tokens | peak RSS before step, after a no-grad pass (MiB) | "
-             "peak RSS after step (MiB) | step's increase (MiB) | step CPU s | step wall s |",
+    lines = ["| checkpointing | examples | user-prompt tokens | peak RSS before step, after a "
+             "no-grad pass (MiB) | peak RSS after step (MiB) | step's increase (MiB) | step CPU s | step wall s |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['checkpointing']} | {r['examples']} | {r['prompt_tokens']} | "
               f"{r['peak_before_step_mib']} | {r['peak_after_step_mib']} | {r['step_mib']} | "
@@ -76,14 +77,12 @@ def table(rows):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data_path", required=True)
-    p.add_argument("--dataset", default="Games500")
-    p.add_argument("--llm_path", required=True)
-    p.add_argument("--teacher_checkpoint", required=True)
+    add_run_args(p)
     p.add_argument("--history", type=int, default=5, help="MAX_ITEM_LIST_LENGTH")
     p.add_argument("--examples", type=int, nargs="+", default=[4, 8])
     p.add_argument("--one", nargs=2, metavar=("CHECKPOINTING", "EXAMPLES"),
                    help="(internal) measure one setting in this process and print it as json")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     if args.one:
         print(json.dumps(one_step(args, args.one[0] == "True", int(args.one[1]))))
@@ -94,7 +93,7 @@ def main(argv=None):
     rows = []
     for examples in args.examples:
         for checkpointing in (False, True):
-            cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:],
+            cmd = [sys.executable, os.path.abspath(__file__), *argv,
                    "--one", str(checkpointing), str(examples)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
@@ -102,7 +101,7 @@ def main(argv=None):
     record = {"dataset": args.dataset, "llm": os.path.basename(os.path.normpath(args.llm_path)),
               "history_length": args.history, "rows": rows,
               "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-              "command": "python benchmarks/llmsrec_memory.py " + shlex.join(sys.argv[1:])}
+              "command": "python benchmarks/llmsrec_memory.py " + shlex.join(argv)}
     atomic_write_text(OUT + ".json", lambda fh: json.dump(record, fh, indent=1))
     atomic_write_text(OUT + ".md", lambda fh: fh.write(
         f"# LLMSRec: memory of one training step, with and without gradient checkpointing\n\n"
