@@ -67,7 +67,8 @@ def one_step(args, checkpointing, examples):
 def table(rows):
     """Markdown table of the measurements."""
     lines = ["| checkpointing | examples | user-prompt tokens | peak RSS before step, after a "
-             "no-grad pass (MiB) | peak RSS after step (MiB) | step's increase (MiB) | step CPU s | step wall s |",
+             "no-grad pass (MiB) | peak RSS after step (MiB) | step's increase (MiB) | "
+             "step CPU s | step wall s |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['checkpointing']} | {r['examples']} | {r['prompt_tokens']} | "
               f"{r['peak_before_step_mib']} | {r['peak_after_step_mib']} | {r['step_mib']} | "
