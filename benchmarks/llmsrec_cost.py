@@ -44,12 +44,17 @@ def count(data_path, dataset):
     return len(users), len(items)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_run_args(p):
+    """The arguments naming an LLMSRec run's inputs (data, LLM folder, teacher) on parser p."""
     p.add_argument("--data_path", required=True)
     p.add_argument("--dataset", default="Games500")
     p.add_argument("--llm_path", required=True)
     p.add_argument("--teacher_checkpoint", required=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_run_args(p)
     p.add_argument("--items", type=int, default=64, help="catalogue items to time")
     p.add_argument("--users", type=int, default=64, help="evaluation user prompts to time")
     p.add_argument("--scale_to", nargs="*", default=["Games2k"], help="datasets to extrapolate to")

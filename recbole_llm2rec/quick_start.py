@@ -141,8 +141,9 @@ def check_yaml_file(path):
 
 def check_data(config):
     """Check the dataset's atomic files before RecBole reads them (`recbole_llm2rec.atomic`:
-    the checks `python -m dataset_atomic atomic` and extraction make). Raises InputError for
-    bad input. Returns a list of warnings (strings) to log."""
+    the checks `python -m dataset_atomic atomic` and extraction make), then the model's own
+    inputs when its class has `check_inputs(config, inter_paths, item_path)`. Raises
+    InputError for bad input. Returns a list of warnings (strings) to log."""
     folder, dataset = config["data_path"], config["dataset"]
     if not os.path.isdir(folder):
         check_data_path(os.path.dirname(folder))
@@ -153,8 +154,8 @@ def check_data(config):
     parts = config["benchmark_filename"] or [None]
     inters = [os.path.join(folder, ".".join(p for p in (dataset, part, "inter") if p))
               for part in parts]
-    item = os.path.join(folder, f"{dataset}.item")
-    item = item if os.path.isfile(item) else None
+    item_path = os.path.join(folder, f"{dataset}.item")
+    item = item_path if os.path.isfile(item_path) else None
     need = 0 if config["benchmark_filename"] else leave_one_out_need(config["eval_args"])
     time = config["TIME_FIELD"] if (config["eval_args"] or {}).get("order") == "TO" else None
     warnings = []
@@ -163,6 +164,9 @@ def check_data(config):
             raise InputError(f"no {os.path.basename(inter)} in the dataset folder", inter)
         warnings += check_dataset(inter, item, config["USER_ID_FIELD"], config["ITEM_ID_FIELD"],
                                   time, need, sep=config["field_separator"] or "\t")
+    model_checks = getattr(config.model_class, "check_inputs", None)
+    if model_checks is not None:  # a model's own needs (LLMSRec: titles, timestamps, LLM, teacher)
+        model_checks(config, inters, item_path)
     return [str(w) for w in warnings]
 
 

@@ -25,6 +25,7 @@ from recbole.utils import InputType
 from torch import nn
 from tqdm import tqdm
 
+from recbole_llm2rec.atomic import atomic_rows
 from recbole_llm2rec.errors import InputError
 
 HISTORY_EMB, USER_OUT, ITEM_OUT = "[HistoryEmb]", "[UserOut]", "[ItemOut]"
@@ -80,14 +81,49 @@ def mlp(d_in, d_hidden, d_out, act):
     return net
 
 
+NEED_TITLES = "LLMSRec needs item titles (its prompts show them)"
+NEED_TIMES = "LLMSRec needs interaction timestamps (its prompts show their dates)"
+
+
+def check_column(path, field, types, load_col, source, need, sep="\t"):
+    """InputError (starting with `need`) unless atomic file `path`'s header has `field` with one
+    of `types` and `load_col` (RecBole's; None loads every column) loads it for `source`."""
+    if not os.path.isfile(path):
+        raise InputError(f"{need}: no such file", path=path, field=field)
+    with atomic_rows(path, sep=sep) as (header, _):  # the header only; no row is read
+        pass
+    if field not in header.names:
+        raise InputError(f"{need}: no such column (header fields: {header.names})", path=path,
+                         field=field)
+    if header.type_of(field) not in types:
+        raise InputError(f"{need}: the column is {header.type_of(field)!r}, expected "
+                         f"{' or '.join(types)}", path=path, field=field)
+    if load_col is not None and field not in (load_col.get(source) or []):
+        raise InputError(f"{need}: the column is not loaded; add it to load_col {source} "
+                         f"(this run: {load_col.get(source)})", path=path, field=field)
+
+
+def check_data_files(config, inter_paths, item_path):
+    """The title column of the `.item` file and the time column of each `.inter` file, checked
+    on their headers and against `load_col` before RecBole reads them. Raises InputError."""
+    sep, load_col = config["field_separator"] or "\t", config["load_col"]
+    check_column(item_path, config["llmsrec_title_field"], ("token", "token_seq"), load_col,
+                 "item", NEED_TITLES, sep)
+    for path in inter_paths:
+        if not config["TIME_FIELD"]:
+            raise InputError(f"{NEED_TIMES}: set TIME_FIELD to the time column of the .inter "
+                             f"file", path=path, field="TIME_FIELD", value=config["TIME_FIELD"])
+        check_column(path, config["TIME_FIELD"], ("float",), load_col, "inter", NEED_TIMES, sep)
+
+
 def item_titles(dataset, config):
     """Title of every item id (row 0 = [PAD] = ''), from the dataset's loaded `.item` column."""
     field = config["llmsrec_title_field"]
     path = os.path.join(config["data_path"], f"{config['dataset']}.item")
     feat = dataset.item_feat
     if feat is None or field not in feat:
-        raise InputError("LLMSRec needs item titles: put them in the .item file and load the "
-                         "column (props: load_col item: [item_id, <title field>])", path=path,
+        raise InputError(f"{NEED_TITLES}: put them in the .item file and load the column "
+                         f"(props: load_col item: [item_id, <title field>])", path=path,
                          field=field)
     vocab = dataset.field2id_token[field]
     column = feat[field].numpy()
@@ -107,15 +143,15 @@ def check_timestamps(dataset, config):
     time_field = config["TIME_FIELD"]
     list_field = f"{time_field}{config['LIST_SUFFIX']}"
     if not time_field or list_field not in dataset.field2type:
-        raise InputError("LLMSRec needs interaction timestamps (TIME_FIELD loaded from the "
-                         ".inter file)", path=os.path.join(config["data_path"],
-                                                           f"{config['dataset']}.inter"),
+        raise InputError(f"{NEED_TIMES} (TIME_FIELD loaded from the .inter file)",
+                         path=os.path.join(config["data_path"], f"{config['dataset']}.inter"),
                          field=time_field)
     return list_field
 
 
-def load_teacher(path, config, dataset):
-    """The frozen SASRec of a checkpoint written by this runner, checked against this run."""
+def read_teacher(path, config):
+    """(recorded config, state_dict) of a SASRec checkpoint written by this runner, checked
+    against this run's dataset name and history length. Raises InputError."""
     if not path:
         raise InputError("LLMSRec needs a trained SASRec: pass --teacher_checkpoint=<.pth>",
                          field="teacher_checkpoint")
@@ -133,15 +169,22 @@ def load_teacher(path, config, dataset):
     if recorded.get("dataset") != config["dataset"]:
         raise InputError(f"teacher trained on another dataset (this run: {config['dataset']!r})",
                          path=path, field="dataset", value=recorded.get("dataset"))
+    if recorded.get("MAX_ITEM_LIST_LENGTH", 0) < config["MAX_ITEM_LIST_LENGTH"]:
+        raise InputError(f"teacher's history length is shorter than this run's "
+                         f"MAX_ITEM_LIST_LENGTH={config['MAX_ITEM_LIST_LENGTH']}", path=path,
+                         field="MAX_ITEM_LIST_LENGTH", value=recorded.get("MAX_ITEM_LIST_LENGTH"))
+    return recorded, state
+
+
+def load_teacher(path, config, dataset):
+    """The frozen SASRec of a checkpoint written by this runner, checked against this run
+    (`read_teacher`, and its item count against the dataset's)."""
+    recorded, state = read_teacher(path, config)
     n_items = dataset.num(config["ITEM_ID_FIELD"])
     rows = state["item_embedding.weight"].shape[0] if "item_embedding.weight" in state else None
     if rows != n_items:
         raise InputError(f"teacher has another item count (this run: {n_items} items)",
                          path=path, field="item_embedding.weight rows", value=rows)
-    if recorded.get("MAX_ITEM_LIST_LENGTH", 0) < config["MAX_ITEM_LIST_LENGTH"]:
-        raise InputError(f"teacher's history length is shorter than this run's "
-                         f"MAX_ITEM_LIST_LENGTH={config['MAX_ITEM_LIST_LENGTH']}", path=path,
-                         field="MAX_ITEM_LIST_LENGTH", value=recorded.get("MAX_ITEM_LIST_LENGTH"))
     teacher = SASRec({**recorded, "device": config["device"]}, dataset)
     try:
         teacher.load_state_dict(state)
@@ -154,8 +197,8 @@ def load_teacher(path, config, dataset):
     return teacher
 
 
-def load_llm(path, device):
-    """(frozen base LM, tokenizer with the three markers) from a local HF folder."""
+def check_llm_folder(path):
+    """InputError unless `path` is a local HF folder with a config, weights and a tokenizer."""
     if not path:
         raise InputError("LLMSRec needs a local LLM: pass --llm_path=<HF model folder>",
                          field="llm_path")
@@ -169,6 +212,11 @@ def load_llm(path, device):
                          path=path)
     if not {"tokenizer.json", "tokenizer.model", "vocab.json"} & set(files):
         raise InputError("no tokenizer (tokenizer.json, tokenizer.model or vocab.json)", path=path)
+
+
+def load_llm(path, device):
+    """(frozen base LM, tokenizer with the three markers) from a local HF folder."""
+    check_llm_folder(path)
     from transformers import AutoModel, AutoTokenizer
 
     cuda = str(device).startswith("cuda")
@@ -186,10 +234,30 @@ def load_llm(path, device):
     return llm, tokenizer
 
 
+def enable_checkpointing(llm, path):
+    """Gradient checkpointing of the frozen LM's layers: their activations are recomputed in the
+    backward pass instead of kept. Non-reentrant (`use_reentrant=False`), so the gradient reaches
+    the input embeddings although no LM parameter requires one."""
+    if not llm.supports_gradient_checkpointing:
+        raise InputError(f"{type(llm).__name__} does not support gradient checkpointing; set "
+                         f"llmsrec_gradient_checkpointing: False", path=path,
+                         field="llmsrec_gradient_checkpointing", value=True)
+    llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 class LLMSRec(SequentialRecommender):
     """LLM-SRec: user/item representations from a frozen LM, distilled from a frozen SASRec."""
 
     input_type = InputType.POINTWISE
+
+    @staticmethod
+    def check_inputs(config, inter_paths, item_path):
+        """Preflight before RecBole reads the data (`quick_start.check_data` calls it): titles
+        and timestamps in the dataset's files, the LLM folder, and the teacher checkpoint's
+        model, dataset and history length. Raises InputError."""
+        check_data_files(config, inter_paths, item_path)
+        check_llm_folder(config["llm_path"])
+        read_teacher(config["teacher_checkpoint"], config)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -198,6 +266,7 @@ class LLMSRec(SequentialRecommender):
         self.uniformity_log = config["llmsrec_uniformity_log"]
         self.train_all_prefixes = config["llmsrec_train_all_prefixes"]
         self.llm_batch_size = config["llmsrec_llm_batch_size"]
+        self.gradient_checkpointing = config["llmsrec_gradient_checkpointing"]
         self.show_progress = config["show_progress"]
 
         # bad input is reported before anything heavy is loaded
@@ -205,6 +274,8 @@ class LLMSRec(SequentialRecommender):
         self.TIME_SEQ = check_timestamps(dataset, config)
         teacher = load_teacher(config["teacher_checkpoint"], config, dataset)
         llm, self.tokenizer = load_llm(config["llm_path"], config["device"])
+        if self.gradient_checkpointing:
+            enable_checkpointing(llm, config["llm_path"])
         # not registered: out of state_dict(), parameters() and train()/eval()
         self.__dict__["teacher"], self.__dict__["llm"] = teacher, llm
         self.marker_ids = {m: self.tokenizer.convert_tokens_to_ids(m) for m in MARKERS}
@@ -290,8 +361,12 @@ class LLMSRec(SequentialRecommender):
             items = torch.tensor([it for i in chunk for it in history_items[i]],
                                  dtype=torch.long, device=device)
             embeds = self.embed_prompts(ids, items, out_vector)
+            # HF checkpoints the layers only while the base model's own `training` flag is set;
+            # setting that one flag (not .train()) keeps every dropout of the frozen LM in eval
+            self.llm.training = self.gradient_checkpointing and torch.is_grad_enabled()
             hidden = self.llm(inputs_embeds=embeds, attention_mask=mask,
                               use_cache=False).last_hidden_state
+            self.llm.training = False
             out = (ids == self.marker_ids[USER_OUT]) | (ids == self.marker_ids[ITEM_OUT])
             states.append(hidden[out].float())  # one out slot per prompt, in row order
         states = torch.cat(states)

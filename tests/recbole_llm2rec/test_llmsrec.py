@@ -5,11 +5,14 @@ import os
 
 import pytest
 import torch
+
+import run_recbole
 from recbole.data import create_dataset, data_preparation
 from recbole.data.interaction import Interaction
 
+from recbole_llm2rec import quick_start
 from recbole_llm2rec.compat import get_trainer
-from recbole_llm2rec.errors import InputError
+from recbole_llm2rec.errors import InputError, cli_main
 from recbole_llm2rec.model.llmsrec import (HISTORY_EMB, USER_OUT, distill_losses, uniformity)
 from recbole_llm2rec.quick_start import build_config, run
 from slices import write_slice
@@ -108,6 +111,33 @@ def test_one_step_trains_mlps_and_tokens_only(root, llm, teacher):
     assert all(not p.requires_grad for p in net.llm.parameters())
     assert all(torch.equal(v, llm_before[k]) for k, v in net.llm.state_dict().items())
     assert all(torch.equal(v, teacher_before[k]) for k, v in net.teacher.state_dict().items())
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_and_keeps_less(root, llm, teacher):
+    batch = None
+    grads, kept = {}, {}
+    for on in (False, True):
+        net, train, _ = build(root, llm, teacher, llmsrec_train_all_prefixes=True,
+                              llmsrec_gradient_checkpointing=on)
+        batch = first_batch(train) if batch is None else batch
+        calls = []
+        recompute = net.llm._gradient_checkpointing_func if on else None
+        if on:  # count the layer calls that go through checkpointing
+            net.llm._gradient_checkpointing_func = lambda *a, **k: calls.append(1) or recompute(
+                *a, **k)
+        saved = []  # bytes autograd keeps for the backward pass (outside checkpointed layers)
+        with torch.autograd.graph.saved_tensors_hooks(
+                lambda t: saved.append(t.numel() * t.element_size()) or t, lambda t: t):
+            loss = sum(net.calculate_loss(batch))
+        loss.backward()
+        assert len(calls) == (net.llm.config.num_hidden_layers * 2 if on else 0)  # users, items
+        assert not any(m.training for m in net.llm.modules())  # the LLM stays in eval mode
+        grads[on] = {n: p.grad.clone() for n, p in net.named_parameters()}
+        kept[on] = sum(saved)
+    for name, grad in grads[False].items():
+        assert grad.abs().sum() > 0, name
+        assert torch.allclose(grads[True][name], grad, rtol=1e-4, atol=1e-6), name
+    assert kept[True] < kept[False] / 2, kept
 
 
 def test_default_trains_on_each_users_last_training_item(root, llm, teacher):
@@ -209,6 +239,73 @@ def test_dataset_without_titles(root, llm, teacher):
     with pytest.raises(InputError, match="needs item titles") as err:
         build(root, llm, teacher, load_col={"inter": ["user_id", "item_id", "timestamp"]})
     assert str(err.value).startswith(os.path.join(root, "Games", "Games.item"))
+
+
+def drop_column(path, name):
+    """Rewrite atomic file `path` without its column `name` (header `name:<type>`)."""
+    with open(path, encoding="utf-8") as fh:
+        rows = [line.rstrip("\n").split("\t") for line in fh]
+    keep = [i for i, col in enumerate(rows[0]) if col.split(":")[0] != name]
+    assert len(keep) == len(rows[0]) - 1
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.writelines("\t".join(row[i] for i in keep) + "\n" for row in rows)
+
+
+NO_TIMES = "{'inter': ['user_id', 'item_id'], 'item': ['item_id', 'title']}"
+NO_TITLES = "{'inter': ['user_id', 'item_id', 'timestamp'], 'item': ['item_id']}"
+
+
+@pytest.mark.parametrize("file, column, extra, message", [
+    # the generic atomic-file check of quick_start.check_data (the run orders by time)
+    ("inter", "timestamp", [], "no 'timestamp' column (header fields: ['user_id', 'item_id'])"),
+    # a dataset without timestamps, run with time ordering off: LLMSRec's own preflight
+    ("inter", "timestamp", ["--TIME_FIELD=None", f"--load_col={NO_TIMES}"],
+     "field 'TIME_FIELD' = None: LLMSRec needs interaction timestamps"),
+    ("item", "title", [], "field 'title': LLMSRec needs item titles (its prompts show them): "
+                          "no such column (header fields: ['item_id'])"),
+    ("item", None, [f"--load_col={NO_TITLES}"],
+     "field 'title': LLMSRec needs item titles (its prompts show them): the column is not loaded"),
+])
+def test_dataset_without_titles_or_timestamps_stops_before_recbole_reads_it(
+        tmp_path, teacher, monkeypatch, capsys, file, column, extra, message):
+    data = write_slice(str(tmp_path), "Games", N_USERS)
+    path = os.path.join(data, "Games", f"Games.{file}")
+    if column:
+        drop_column(path, column)
+    llama = save_tiny_model(tmp_path / "llama", "llama")
+    err = cli_error(monkeypatch, capsys, data, llama, teacher, *extra)
+    assert err.startswith(f"run_recbole.py: error: {path}: ") and message in err, err
+
+
+def test_bad_llm_folder_or_teacher_stops_before_recbole_reads_the_data(
+        root, teacher, tmp_path, monkeypatch, capsys):
+    llama = save_tiny_model(tmp_path / "llama", "llama")
+    os.remove(os.path.join(llama, "model.safetensors"))
+    err = cli_error(monkeypatch, capsys, root, llama, teacher)
+    assert err.startswith(f"run_recbole.py: error: {llama}: no model weights"), err
+    ckpt = torch.load(teacher, weights_only=True)
+    ckpt["config"]["dataset"] = "Beauty"
+    other = str(tmp_path / "beauty.pth")
+    torch.save(ckpt, other)
+    err = cli_error(monkeypatch, capsys, root, save_tiny_model(tmp_path / "ok", "llama"), other)
+    assert err.startswith(f"run_recbole.py: error: {other}: field 'dataset' = 'Beauty'"), err
+
+
+def cli_error(monkeypatch, capsys, data, llm, teacher, *extra):
+    """The one line `run_recbole.py --model=LLMSRec ...` exits with (status 2), asserting that
+    RecBole was never asked to build the dataset."""
+    def no_dataset(config):
+        raise AssertionError("RecBole was asked to build the dataset")
+
+    monkeypatch.setattr(quick_start, "create_dataset", no_dataset)
+    argv = ["--model=LLMSRec", "--dataset=Games", f"--data_path={data}", f"--llm_path={llm}",
+            f"--teacher_checkpoint={teacher}", "--MAX_ITEM_LIST_LENGTH=5", *extra]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(run_recbole.main, "run_recbole.py", argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    return err.strip()
 
 
 def test_end_to_end_one_epoch(root, llm, teacher, tmp_path):
