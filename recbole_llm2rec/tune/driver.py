@@ -94,7 +94,7 @@ def _fit_and_report(args, search, job, output):
     print(f"{len(table)} trials; results: {md_path}")
     if config is None:
         raise SystemExit(f"no trial completed; see the error column of {md_path}")
-    path = os.path.join(output, "best_config.yaml")
-    write_best_config(path, search, config, best, metric, len(table))
+    path = args.best_config or os.path.join(output, "best_config.yaml")
+    write_best_config(path, search, config, best, metric, table)
     print(f"best {metric} = {best[metric]:.4f} ({best['trial']}); config: {path}")
     return table
