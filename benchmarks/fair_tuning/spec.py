@@ -10,10 +10,10 @@ import yaml
 
 from recbole_llm2rec.errors import InputError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KEYS = {"name", "data_path", "datasets", "space", "num_samples", "search_seed", "grace_period",
         "reduction_factor", "cpus", "recbole", "variants"}
-TUNED_DIR = os.path.join("props", "tuned")
+OPTIONAL = {"results_dir": os.path.join("benchmarks", "results"),
+            "tuned_dir": os.path.join("props", "tuned")}
 
 
 @dataclasses.dataclass
@@ -31,6 +31,10 @@ class FairTuning:
     cpus: float
     recbole: dict
     variants: dict  # name -> {"model": str, "set": {key: value}}
+    results_dir: str  # the records and the table go to <results_dir>/<name>{/,.md}
+    tuned_dir: str    # the winners' yaml files
+
+    # paths are relative to the working folder (the repository root in the documented commands)
 
     def output(self, dataset, variant):
         """The search folder of one variant (relative to the working folder)."""
@@ -40,7 +44,17 @@ class FairTuning:
         """props/tuned/<model>[-<variant>]-<dataset>.yaml: the winner's RecBole yaml."""
         model = self.variants[variant]["model"]
         stem = model if variant == model else f"{model}-{variant}"
-        return os.path.join(TUNED_DIR, f"{stem}-{dataset}.yaml")
+        return os.path.join(self.tuned_dir, f"{stem}-{dataset}.yaml")
+
+    def record(self, dataset, variant, ext):
+        """<results_dir>/<name>/<dataset>.<variant>.<ext>: the search's record (json) or trials
+        table (csv)."""
+        return os.path.join(self.results_dir, self.name, f"{dataset}.{variant}.{ext}")
+
+    @property
+    def report(self):
+        """<results_dir>/<name>.md: the comparison's table."""
+        return os.path.join(self.results_dir, f"{self.name}.md")
 
     def shared_args(self):
         """The tuner arguments every variant's search gets: the same space and budget."""
@@ -76,7 +90,7 @@ def load_fair_tuning(path):
                              line=mark.line + 1 if mark else None) from None
     if not isinstance(data, dict):
         _fail(path, None, "expected a mapping of config keys")
-    unknown = sorted(set(data) - KEYS)
+    unknown = sorted(set(data) - KEYS - set(OPTIONAL))
     if unknown:
         _fail(path, unknown[0], f"unknown key (expected {', '.join(sorted(KEYS))})")
     missing = sorted(KEYS - set(data))
@@ -104,4 +118,5 @@ def load_fair_tuning(path):
                   "also in recbole: every variant must share the recbole settings")
         parsed[str(name)] = {"model": spec["model"], "set": dict(spec.get("set", {}))}
     return FairTuning(path=path, variants=parsed,
-                      **{k: data[k] for k in KEYS - {"variants"}})
+                      **{k: data[k] for k in KEYS - {"variants"}},
+                      **{k: data.get(k, default) for k, default in OPTIONAL.items()})

@@ -38,12 +38,12 @@ def trial_rows(results, space_keys, metric, mode):
         if history is not None and "epoch" in history:
             evals = history[history["epoch"].notna()]
         row["epochs"] = int(evals["epoch"].max()) if len(evals) else 0
-        if completed:
-            best = metrics
-        elif len(evals) and metric in evals:
-            best = evals.loc[evals[metric].idxmax() if mode == "max" else evals[metric].idxmin()]
-        else:
-            best = {}
+        # the final result repeats the best validation values: the first row holding them is
+        # the epoch they come from
+        best_row = (evals.loc[evals[metric].idxmax() if mode == "max" else evals[metric].idxmin()]
+                    if len(evals) and metric in evals and evals[metric].notna().any() else None)
+        row["best_epoch"] = int(best_row["epoch"]) if best_row is not None else 0
+        best = metrics if completed else best_row if best_row is not None else {}
         row.update({k: float(best[k]) for k in best.keys()
                     if str(k).startswith(("valid/", "test/"))})
         row["time_s"] = round(float(metrics.get("time_total_s", float("nan"))), 1)
@@ -52,7 +52,7 @@ def trial_rows(results, space_keys, metric, mode):
     table = pd.DataFrame(rows)
     if metric not in table:
         table[metric] = float("nan")
-    front = ["trial", "status", *space_keys, "epochs", metric]
+    front = ["trial", "status", *space_keys, "epochs", "best_epoch", metric]
     valid = sorted(c for c in table.columns if c.startswith("valid/") and c not in front)
     test = sorted(c for c in table.columns if c.startswith("test/"))
     table = table[front + valid + test + ["time_s", "error"]]
