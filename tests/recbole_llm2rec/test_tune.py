@@ -148,8 +148,8 @@ def test_two_trial_search_writes_sorted_table_and_usable_best_config(tmp_path, g
     assert math.isnan(bad["valid/recall@20"]) and math.isnan(bad["test/ndcg@10"])
     assert list(table["trial"]) == list(saved["trial"])
     md = (tmp_path / "search" / "results.md").read_text().splitlines()
-    assert md[0].startswith("| trial | status | learning_rate | hidden_size | epochs | best_epoch | "
-                            "valid/recall@20 |")
+    assert md[0].startswith("| trial | status | learning_rate | hidden_size | epochs | "
+                            "best_epoch | valid/recall@20 |")
     assert len(md) == 4 and "| completed |" in md[2] and "| error |" in md[3]
     for trial in saved["trial"]:
         assert (tmp_path / "search" / "ray" / trial / "params.json").is_file()
