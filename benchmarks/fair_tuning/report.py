@@ -61,7 +61,7 @@ def report_text(spec):
     fixed = ", ".join(f"`{k}={v}`" for k, v in spec.recbole.items())
     config = spec.path
     lines = [
-        f"# Fair tuning: the same Ray Tune search for SASRec and each TextSASRec variant",
+        "# Fair tuning: the same Ray Tune search for SASRec and each TextSASRec variant",
         "",
         f"Written by `python -m benchmarks.fair_tuning --config {config}` (resumable; "
         f"`--report` rewrites this file) from the records in `{spec.name}/` (per search: the "
