@@ -121,6 +121,10 @@ def report_text(spec):
                   f"`saved/tune/{spec.name}/`, rerunning only its unfinished trials):", ""]
         lines += [f"- {d} · {v}: `python -m benchmarks.fair_tuning --config {config} "
                   f"--datasets {d} --variants {v}`" for d, v in pending]
+    notes = os.path.join(spec.results_dir, f"{spec.name}.notes.md")
+    if os.path.isfile(notes):  # hand-written: what ran and what did not, and why
+        with open(notes, encoding="utf-8") as fh:
+            lines += ["", fh.read().rstrip()]
     return "\n".join(lines).rstrip() + "\n"
 
 
