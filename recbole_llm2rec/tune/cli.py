@@ -51,6 +51,9 @@ def build_parser():
                    help="search folder (default: saved/tune/<model>-<dataset>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted search in --output")
+    p.add_argument("--best-config", default=None,
+                   help="where to write the best trial's RecBole yaml, e.g. "
+                        "props/tuned/SASRec-Games2k.yaml (default: <output>/best_config.yaml)")
     return p
 
 

@@ -44,6 +44,15 @@ def search_and_report(args, search, job, output):
     Returns the results table."""
     import ray
 
+    if args.address is None:
+        # A local Ray on a machine starved of CPU (loaded, nice 19) misses its health checks
+        # (3 s period, 10 s timeout, 5 misses) and declares its own node dead, which ends the
+        # search; give it minutes instead. Environment values already set win.
+        for key, value in (("health_check_period_ms", "10000"),
+                           ("health_check_timeout_ms", "60000"),
+                           ("health_check_failure_threshold", "30"),
+                           ("gcs_rpc_server_reconnect_timeout_s", "1800")):
+            os.environ.setdefault(f"RAY_{key}", value)
     # trials import the plugin even when it runs from a checkout rather than an installed package
     paths = [CHECKOUT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     ray.init(address=args.address, include_dashboard=False, log_to_driver=False,
@@ -94,7 +103,7 @@ def _fit_and_report(args, search, job, output):
     print(f"{len(table)} trials; results: {md_path}")
     if config is None:
         raise SystemExit(f"no trial completed; see the error column of {md_path}")
-    path = os.path.join(output, "best_config.yaml")
-    write_best_config(path, search, config, best, metric, len(table))
+    path = args.best_config or os.path.join(output, "best_config.yaml")
+    write_best_config(path, search, config, best, metric, table)
     print(f"best {metric} = {best[metric]:.4f} ({best['trial']}); config: {path}")
     return table

@@ -1,4 +1,5 @@
 """The search's results: one table row per trial, `results.{csv,md}` and `best_config.yaml`."""
+import datetime
 import math
 import os
 
@@ -37,12 +38,12 @@ def trial_rows(results, space_keys, metric, mode):
         if history is not None and "epoch" in history:
             evals = history[history["epoch"].notna()]
         row["epochs"] = int(evals["epoch"].max()) if len(evals) else 0
-        if completed:
-            best = metrics
-        elif len(evals) and metric in evals:
-            best = evals.loc[evals[metric].idxmax() if mode == "max" else evals[metric].idxmin()]
-        else:
-            best = {}
+        # the final result repeats the best validation values: the first row holding them is
+        # the epoch they come from
+        best_row = (evals.loc[evals[metric].idxmax() if mode == "max" else evals[metric].idxmin()]
+                    if len(evals) and metric in evals and evals[metric].notna().any() else None)
+        row["best_epoch"] = int(best_row["epoch"]) if best_row is not None else 0
+        best = metrics if completed else best_row if best_row is not None else {}
         row.update({k: float(best[k]) for k in best.keys()
                     if str(k).startswith(("valid/", "test/"))})
         row["time_s"] = round(float(metrics.get("time_total_s", float("nan"))), 1)
@@ -51,7 +52,7 @@ def trial_rows(results, space_keys, metric, mode):
     table = pd.DataFrame(rows)
     if metric not in table:
         table[metric] = float("nan")
-    front = ["trial", "status", *space_keys, "epochs", metric]
+    front = ["trial", "status", *space_keys, "epochs", "best_epoch", metric]
     valid = sorted(c for c in table.columns if c.startswith("valid/") and c not in front)
     test = sorted(c for c in table.columns if c.startswith("test/"))
     table = table[front + valid + test + ["time_s", "error"]]
@@ -106,19 +107,40 @@ def best_config(table, space_keys, fixed):
     return config, best
 
 
-def write_best_config(path, search, config, best, metric, num_trials):
-    """Write `config` as a yaml for `run_recbole.py --config_files=...`, with a why-header."""
+def _space_text(space):
+    """'learning_rate ~ loguniform [0.0003, 0.003]; ...' for a parsed space."""
+    return "; ".join(f"{key} ~ {dist} {plain(args)}" for key, (dist, args) in space.items())
+
+
+def write_best_config(path, search, config, best, metric, table):
+    """Write `config` as a yaml for `run_recbole.py --config_files=...`, with a header saying how
+    it was chosen: when, the winner's validation metric, the space, the search and its budget."""
     test = metric.replace("valid/", "test/")
+    counts = table["status"].value_counts()
+    statuses = ", ".join(f"{counts[s]} {s}" for s in ("completed", "stopped", "error")
+                         if s in counts)
+    fixed = " ".join([*(f"--config_files={os.path.basename(f)}" for f in search["config_files"]),
+                      *(f"--{k}={v}" for k, v in search["overrides"].items())])
+    shown = os.path.basename(path) if os.path.isabs(path) else path
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     header = [
-        f"# Best of {num_trials} trials of {search['model']} on {search['dataset']} "
-        f"({best['trial']}): {metric} = {best[metric]:.4f}"
-        + (f", {test} = {best[test]:.4f}" if test in best else ""),
+        f"# Chosen by `python -m recbole_llm2rec.tune` on {today} (UTC): of {len(table)} trials "
+        f"of {search['model']} on {search['dataset']}, the completed one with the best {metric}",
+        f"# (validation only: test metrics are recorded in results.csv, never used to choose).",
+        f"# Winner {best['trial']}: {metric} = {best[metric]:.4f}"
+        + (f" (its {test} = {best[test]:.4f})" if test in best else "") + ".",
+        f"# Space: {_space_text(search['space_parsed'])}.",
+        f"# Search: {search['search_alg']}, seed {search['seed']}; ASHA on {metric}, grace period "
+        f"{search['grace_period']} evaluations, reduction factor {search['reduction_factor']}; "
+        f"trials: {statuses}.",
+        f"# Fixed for every trial: {fixed or 'nothing'} (the rest from props/).",
         f"# python run_recbole.py --model={search['model']} --dataset={search['dataset']} "
-        f"--config_files={os.path.basename(path)}",
+        f"--config_files={shown}",
     ]
 
     def write(fh):
         fh.write("\n".join(header) + "\n")
         yaml.safe_dump(plain(config), fh, default_flow_style=False, sort_keys=False)
 
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write_text(path, write)

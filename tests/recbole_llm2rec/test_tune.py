@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pandas as pd
 import pytest
@@ -148,7 +149,7 @@ def test_two_trial_search_writes_sorted_table_and_usable_best_config(tmp_path, g
     assert list(table["trial"]) == list(saved["trial"])
     md = (tmp_path / "search" / "results.md").read_text().splitlines()
     assert md[0].startswith("| trial | status | learning_rate | hidden_size | epochs | "
-                            "valid/recall@20 |")
+                            "best_epoch | valid/recall@20 |")
     assert len(md) == 4 and "| completed |" in md[2] and "| error |" in md[3]
     for trial in saved["trial"]:
         assert (tmp_path / "search" / "ray" / trial / "params.json").is_file()
@@ -285,3 +286,64 @@ def test_search_algorithm_missing_or_unknown_is_a_one_line_error(tmp_path, capsy
     text = capsys.readouterr().err
     assert text.startswith(f"{PROG}: error: {message}") and text.count("\n") == 1
     assert not (tmp_path / "search").exists()
+
+
+def _result(trial, lr, dropout, history, final=None, error=None):
+    """A stand-in for a Ray Tune trial result: `history` is its validation Recall@20 per epoch;
+    `final` (the run's end) repeats the best validation value and adds test metrics."""
+    rows = [{"valid/recall@20": v, "epoch": e + 1} for e, v in enumerate(history)]
+    if final is not None:
+        rows.append({"valid/recall@20": max(history), "epoch": len(history) + 1, **final})
+    frame = pd.DataFrame(rows) if rows else None
+    metrics = dict(rows[-1]) if rows else {}
+    if rows:
+        metrics["time_total_s"] = 60.0
+    return types.SimpleNamespace(
+        path=f"/x/ray/{trial}/", config={"learning_rate": lr, "hidden_dropout_prob": dropout},
+        metrics=metrics, metrics_dataframe=frame, error=error)
+
+
+def test_winner_is_the_best_validation_trial_even_when_another_tests_better(tmp_path, games):
+    from recbole_llm2rec.quick_start import build_config
+    from recbole_llm2rec.tune.report import best_config, trial_rows, write_best_config
+
+    results = [
+        # the best test metrics, a worse validation: must not be chosen
+        _result("trial_a", 3e-3, 0.1, [0.05, 0.10], final={"test/recall@20": 0.30}),
+        # the best validation of the completed trials (at epoch 2), worse test metrics
+        _result("trial_b", 7e-4, 0.45, [0.08, 0.12, 0.11], final={"test/recall@20": 0.05}),
+        # stopped by ASHA (no test run): never the chosen config
+        _result("trial_c", 1e-3, 0.2, [0.04]),
+        _result("trial_d", 2e-3, 0.3, [], error=RuntimeError("boom\nout of memory")),
+    ]
+    keys = ["learning_rate", "hidden_dropout_prob"]
+    table = trial_rows(results, keys, "valid/recall@20", "max")
+    assert list(table["trial"]) == ["trial_b", "trial_a", "trial_c", "trial_d"]
+    assert list(table["status"]) == ["completed", "completed", "stopped", "error"]
+    assert list(table["best_epoch"]) == [2, 2, 1, 0] and list(table["epochs"]) == [4, 3, 1, 0]
+    assert table["test/recall@20"].max() == 0.30  # trial_a's, logged
+
+    config, best = best_config(table, keys, {"item_repr": "text+id", "epochs": 300})
+    assert best["trial"] == "trial_b" and best["valid/recall@20"] == 0.12
+    search = {"model": "TextSASRec", "dataset": "Games", "config_files": [],
+              "overrides": {"item_repr": "text+id", "epochs": "300"},
+              "space_parsed": {"learning_rate": ("loguniform", [3e-4, 3e-3]),
+                               "hidden_dropout_prob": ("uniform", [0.1, 0.5])},
+              "search_alg": "random", "seed": 0, "grace_period": 40, "reduction_factor": 2}
+    path = tmp_path / "props" / "tuned" / "TextSASRec-text+id-Games.yaml"
+    write_best_config(str(path), search, config, best, "valid/recall@20", table)
+    text = path.read_text()
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert "of 4 trials of TextSASRec on Games, the completed one with the best " \
+           "valid/recall@20" in header[0] and "(UTC)" in header[0]
+    assert "Winner trial_b: valid/recall@20 = 0.1200 (its test/recall@20 = 0.0500)" in text
+    assert "Space: learning_rate ~ loguniform [0.0003, 0.003]; hidden_dropout_prob ~ uniform " \
+           "[0.1, 0.5]." in text
+    assert "Search: random, seed 0; ASHA on valid/recall@20, grace period 40 evaluations, " \
+           "reduction factor 2; trials: 2 completed, 1 stopped, 1 error." in text
+    assert "Fixed for every trial: --item_repr=text+id --epochs=300" in text
+
+    # the yaml reloads through RecBole's Config with the winner's values
+    config, _ = build_config("TextSASRec", "Games", [str(path)], overrides={"data_path": games})
+    assert config["learning_rate"] == 7e-4 and config["hidden_dropout_prob"] == 0.45
+    assert config["item_repr"] == "text+id" and config["epochs"] == 300
