@@ -6,11 +6,13 @@ A `.feat` file is a RecBole atomic file in the dataset's folder, named
 and its embedding as space-separated floats. Rows are keyed by token, never by position.
 A sidecar `<file>.json` records how the embeddings were made (backbone, pooling, ...).
 """
+import itertools
 import json
 import os
 
 import numpy as np
 
+from recbole_llm2rec import feat_cache
 from recbole_llm2rec.atomic import atomic_rows, atomic_write_text
 from recbole_llm2rec.errors import InputError
 
@@ -19,6 +21,7 @@ __all__ = ["ID_FIELD", "EMB_FIELD", "FeatError", "feat_path", "atomic_write_text
 
 ID_FIELD = "item_id:token"
 EMB_FIELD = "item_emb:float_seq"
+CHUNK = 1024  # rows parsed at once: the text of 1,024 rows of 1,536 values is about 18 MB
 
 
 class FeatError(InputError):
@@ -63,40 +66,96 @@ def write_feat(path, tokens, embeddings, meta=None):
 
 
 def read_feat(path):
-    """Read a `.feat` file. Returns (tokens list, float32 array [N, D])."""
+    """Read a `.feat` file. Returns (tokens list, float32 array [N, D]).
+
+    Served from the binary cache `<path>.cache` when it matches the file
+    (`recbole_llm2rec.feat_cache`); otherwise the text is parsed and the cache (re)written.
+    """
     if not os.path.isfile(path):
         raise FeatError("embedding file not found", path)
-    tokens, rows, seen = [], [], {}
-    dim = None
+    key = feat_cache.source_key(path)
+    cached = feat_cache.load(path, key)
+    if cached is not None:
+        return cached
+    tokens, matrix = _parse_feat(path)
+    feat_cache.store(path, key, tokens, matrix)
+    return tokens, matrix
+
+
+def _parse_feat(path):
+    """Parse the text of `.feat` file `path` into a preallocated float32 [N, D], CHUNK rows at a
+    time. Returns (tokens, matrix)."""
+    capacity = _count_lines(path) - 1  # data rows, at most
+    tokens, seen, chunk = [], {}, []
+    matrix, dim = None, None
     with atomic_rows(path, error=FeatError) as (header, lines):
         fields = [f"{n}:{t}" for n, t in zip(header.names, header.types)]
         if ID_FIELD not in fields or EMB_FIELD not in fields:
             raise FeatError(f"header must have fields {ID_FIELD!r} and {EMB_FIELD!r}, got "
                             f"{fields!r}", path, 1)
         id_name, emb_name = ID_FIELD.split(":")[0], EMB_FIELD.split(":")[0]
-        for row in lines:
-            tok, text = row.values[id_name], row.values[emb_name]
-            if tok in seen:
-                raise FeatError(f"already given on line {seen[tok]}", path, row.line,
-                                field=id_name, value=tok)
-            try:
-                vec = np.array(text.split(), dtype=np.float32)
-            except ValueError:
-                bad = next(v for v in text.split() if not _is_float(v))
-                raise FeatError(f"item {tok!r}: not a number", path, row.line, field=emb_name,
-                                value=bad) from None
-            if dim is None:
-                dim = len(vec)
-            if len(vec) != dim or dim == 0:
-                raise FeatError(f"item {tok!r} has {len(vec)} values, expected {dim} (the "
-                                f"dimension of the first row)", path, row.line, field=emb_name)
-            if not np.isfinite(vec).all():
-                raise FeatError(f"item {tok!r} has NaN/inf values", path, row.line,
-                                field=emb_name)
-            seen[tok] = row.line
-            tokens.append(tok)
-            rows.append(vec)
-    return tokens, np.stack(rows)
+        for row in itertools.chain(lines, [None]):
+            if row is not None:
+                tok = row.values[id_name]
+                if tok in seen:
+                    raise FeatError(f"already given on line {seen[tok]}", path, row.line,
+                                    field=id_name, value=tok)
+                seen[tok] = row.line
+                tokens.append(tok)
+                chunk.append((row.line, tok, row.values[emb_name]))
+                if len(chunk) < CHUNK:
+                    continue
+            if matrix is None:
+                dim = len(chunk[0][2].split())
+                matrix = np.empty((capacity, dim), dtype=np.float32)
+            if len(tokens) > capacity:
+                raise FeatError("the file changed while being read", path)
+            matrix[len(tokens) - len(chunk):len(tokens)] = _parse_values(path, chunk, dim,
+                                                                          emb_name)
+            chunk = []
+    if len(tokens) < capacity:  # blank lines
+        matrix.resize((len(tokens), dim), refcheck=False)
+    return tokens, matrix
+
+
+def _count_lines(path):
+    """Lines of the file at `path` (a last line without a newline counts)."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
+
+
+def _parse_values(path, chunk, dim, emb_name):
+    """The values of a chunk of rows [(line, token, text)] as float32 [len(chunk), dim]; the
+    first bad row raises FeatError naming its line and item."""
+    try:
+        block = np.loadtxt([text for _, _, text in chunk], dtype=np.float32, delimiter=" ",
+                           comments=None, ndmin=2)
+        if block.shape == (len(chunk), dim) and np.isfinite(block).all():
+            return block
+    except ValueError:
+        pass  # the row-by-row parse below names the bad row (or accepts other whitespace)
+    return np.stack([_parse_row(path, line, tok, text, dim, emb_name)
+                     for line, tok, text in chunk])
+
+
+def _parse_row(path, line, tok, text, dim, emb_name):
+    """One row's values as float32 [dim]; FeatError naming `line` and `tok` when they are bad."""
+    try:
+        vec = np.array(text.split(), dtype=np.float32)
+    except ValueError:
+        bad = next(v for v in text.split() if not _is_float(v))
+        raise FeatError(f"item {tok!r}: not a number", path, line, field=emb_name,
+                        value=bad) from None
+    if len(vec) != dim or dim == 0:
+        raise FeatError(f"item {tok!r} has {len(vec)} values, expected {dim} (the "
+                        f"dimension of the first row)", path, line, field=emb_name)
+    if not np.isfinite(vec).all():
+        raise FeatError(f"item {tok!r} has NaN/inf values", path, line, field=emb_name)
+    return vec
 
 
 def _is_float(text):
