@@ -9,7 +9,8 @@ Each `--feat` file is linked into --work, so its cache goes there even when the 
 is read-only. `--synthetic RxD` writes (once, into --work) a table of R random rows of D values
 through `recbole_llm2rec.feat.write_feat`. Before the first read the file's cache is deleted.
 Each read runs `read_feat` in a new Python process (one thread) that imports only
-`recbole_llm2rec.feat`; `growth` is its peak RSS (VmHWM) less its RSS just before the read
+`recbole_llm2rec.feat`, timed in wall and CPU seconds (the CPU time of a shared machine
+does not count other jobs); `growth` is its peak RSS (VmHWM) less its RSS just before the read
 (exact when the read's peak exceeds that of the imports, as for large tables); both reads must
 return the same tokens and matrix (CRC-32 compared). The page cache is not dropped: the first
 read finds the text file in memory when it was read or written recently. Issue 11's targets:
@@ -36,11 +37,11 @@ def status(key):  # MB; VmHWM is the peak of this process image (ru_maxrss survi
     line = next(l for l in open("/proc/self/status") if l.startswith(key + ":"))
     return int(line.split()[1]) / 1024
 before = status("VmRSS")
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 tokens, matrix = read_feat(sys.argv[1])
-seconds, peak = time.perf_counter() - start, status("VmHWM")
+seconds, cpu, peak = time.perf_counter() - start, time.process_time() - cpu, status("VmHWM")
 crc = zlib.crc32(memoryview(matrix).cast("B"), zlib.crc32("\\n".join(tokens).encode()))
-print(json.dumps({"s": seconds, "shape": list(matrix.shape), "crc32": crc,
+print(json.dumps({"s": seconds, "cpu_s": cpu, "shape": list(matrix.shape), "crc32": crc,
                   "matrix_mb": matrix.nbytes / 2**20, "peak_mb": peak, "before_mb": before}))
 """
 
@@ -81,8 +82,9 @@ def synthetic(spec, work):
     return path
 
 
-HEADER = ("| date (UTC) | file | rows x dim | file MB | matrix MB | first read s | "
-          "repeated read s | first growth / matrix | repeated growth / matrix | same result |")
+HEADER = ("| date (UTC) | file | rows x dim | file MB | matrix MB | first read s (CPU s) | "
+          "repeated read s (CPU s) | first growth / matrix | repeated growth / matrix | "
+          "same result |")
 
 
 def row(path, first, again):
@@ -91,7 +93,8 @@ def row(path, first, again):
     growth = [(r["peak_mb"] - r["before_mb"]) / r["matrix_mb"] for r in (first, again)]
     return (f"| {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} | {os.path.basename(path)} | "
             f"{first['shape'][0]} x {first['shape'][1]} | {size:.0f} | {first['matrix_mb']:.0f} | "
-            f"{first['s']:.1f} | {again['s']:.1f} | {growth[0]:.2f}x | {growth[1]:.2f}x | "
+            f"{first['s']:.2f} ({first['cpu_s']:.2f}) | {again['s']:.2f} ({again['cpu_s']:.2f}) | "
+            f"{growth[0]:.2f}x | {growth[1]:.2f}x | "
             f"{'yes' if first['crc32'] == again['crc32'] else 'NO'} |")
 
 

@@ -21,7 +21,7 @@ __all__ = ["ID_FIELD", "EMB_FIELD", "FeatError", "feat_path", "atomic_write_text
 
 ID_FIELD = "item_id:token"
 EMB_FIELD = "item_emb:float_seq"
-CHUNK = 1024  # rows parsed at once: the text of 1,024 rows of 1,536 values is about 18 MB
+CHUNK_CHARS = 1 << 22  # value text parsed at once (4 Mi characters: ~230 rows of 1,536 values)
 
 
 class FeatError(InputError):
@@ -83,10 +83,10 @@ def read_feat(path):
 
 
 def _parse_feat(path):
-    """Parse the text of `.feat` file `path` into a preallocated float32 [N, D], CHUNK rows at a
-    time. Returns (tokens, matrix)."""
+    """Parse the text of `.feat` file `path` into a preallocated float32 [N, D], CHUNK_CHARS of
+    value text at a time. Returns (tokens, matrix)."""
     capacity = _count_lines(path) - 1  # data rows, at most
-    tokens, seen, chunk = [], {}, []
+    tokens, seen, chunk, chars = [], {}, [], 0
     matrix, dim = None, None
     with atomic_rows(path, error=FeatError) as (header, lines):
         fields = [f"{n}:{t}" for n, t in zip(header.names, header.types)]
@@ -103,7 +103,8 @@ def _parse_feat(path):
                 seen[tok] = row.line
                 tokens.append(tok)
                 chunk.append((row.line, tok, row.values[emb_name]))
-                if len(chunk) < CHUNK:
+                chars += len(chunk[-1][2])
+                if chars < CHUNK_CHARS:
                     continue
             if matrix is None:
                 dim = len(chunk[0][2].split())
@@ -112,7 +113,7 @@ def _parse_feat(path):
                 raise FeatError("the file changed while being read", path)
             matrix[len(tokens) - len(chunk):len(tokens)] = _parse_values(path, chunk, dim,
                                                                           emb_name)
-            chunk = []
+            chunk, chars = [], 0
     if len(tokens) < capacity:  # blank lines
         matrix.resize((len(tokens), dim), refcheck=False)
     return tokens, matrix
@@ -122,7 +123,7 @@ def _count_lines(path):
     """Lines of the file at `path` (a last line without a newline counts)."""
     lines, last = 0, b"\n"
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
+        for block in iter(lambda: fh.read(1 << 20), b""):
             lines += block.count(b"\n")
             last = block[-1:]
     return lines + (last != b"\n")

@@ -157,15 +157,15 @@ def test_a_file_modified_just_now_is_cached_only_once_older(games):
 
 def test_chunked_parse_keeps_rows_lines_and_tolerates_whitespace(games, monkeypatch):
     path, tokens, emb = games
-    monkeypatch.setattr(feat, "CHUNK", 4)
     lines = open(path, encoding="utf-8").read().splitlines()
+    monkeypatch.setattr(feat, "CHUNK_CHARS", 250)  # chunks of 3 rows of 8 values
     lines[5] = lines[5].replace(" ", "  ") + " "  # other whitespace: row-by-row path
     lines.insert(3, "")  # a blank line: fewer rows than lines
     open(path, "w", encoding="utf-8").write("\n".join(lines) + "\n")
     got_tokens, got = read_feat(path)
     assert got_tokens == tokens and got.shape == emb.shape
     np.testing.assert_array_equal(got, emb)
-    lines[9] = lines[9].rsplit(" ", 1)[0] + " inf"  # line 10 of the file, in the second chunk
+    lines[9] = lines[9].rsplit(" ", 1)[0] + " inf"  # line 10: in the third chunk
     open(path, "w", encoding="utf-8").write("\n".join(lines) + "\n")
     with pytest.raises(FeatError, match=rf"rand.feat:10: field 'item_emb': item '{tokens[7]}' "
                                         r"has NaN/inf values"):
