@@ -106,6 +106,8 @@ def _parse_feat(path):
                 chars += len(chunk[-1][2])
                 if chars < CHUNK_CHARS:
                     continue
+            elif not chunk:  # the last row filled the last chunk
+                break
             if matrix is None:
                 dim = len(chunk[0][2].split())
                 matrix = np.empty((capacity, dim), dtype=np.float32)

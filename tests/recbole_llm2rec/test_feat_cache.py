@@ -165,6 +165,9 @@ def test_chunked_parse_keeps_rows_lines_and_tolerates_whitespace(games, monkeypa
     got_tokens, got = read_feat(path)
     assert got_tokens == tokens and got.shape == emb.shape
     np.testing.assert_array_equal(got, emb)
+    monkeypatch.setattr(feat, "CHUNK_CHARS", 1)  # one row per chunk: the last one ends a chunk
+    np.testing.assert_array_equal(read_feat(path)[1], emb)
+    monkeypatch.setattr(feat, "CHUNK_CHARS", 250)
     lines[9] = lines[9].rsplit(" ", 1)[0] + " inf"  # line 10: in the third chunk
     open(path, "w", encoding="utf-8").write("\n".join(lines) + "\n")
     with pytest.raises(FeatError, match=rf"rand.feat:10: field 'item_emb': item '{tokens[7]}' "
