@@ -83,9 +83,9 @@ def read_feat(path):
 
 
 def _parse_feat(path):
-    """Parse the text of `.feat` file `path` into a preallocated float32 [N, D], CHUNK_CHARS of
-    value text at a time. Returns (tokens, matrix)."""
-    capacity = _count_lines(path) - 1  # data rows, at most
+    """Parse the text of `.feat` file `path`, CHUNK_CHARS of value text at a time, into one
+    float32 matrix sized from the file once the first chunk is read. Returns (tokens, [N, D])."""
+    size = os.path.getsize(path)
     tokens, seen, chunk, chars = [], {}, [], 0
     matrix, dim = None, None
     with atomic_rows(path, error=FeatError) as (header, lines):
@@ -110,25 +110,23 @@ def _parse_feat(path):
                 break
             if matrix is None:
                 dim = len(chunk[0][2].split())
-                matrix = np.empty((capacity, dim), dtype=np.float32)
-            if len(tokens) > capacity:
-                raise FeatError("the file changed while being read", path)
-            matrix[len(tokens) - len(chunk):len(tokens)] = _parse_values(path, chunk, dim,
-                                                                          emb_name)
+                matrix = np.empty((_row_bound(size, chunk, dim), dim), dtype=np.float32)
+            end = len(tokens)
+            if end > len(matrix):  # rows shorter than the first chunk's: grow (rare)
+                matrix.resize((max(end, len(matrix) * 5 // 4), dim), refcheck=False)
+            matrix[end - len(chunk):end] = _parse_values(path, chunk, dim, emb_name)
             chunk, chars = [], 0
-    if len(tokens) < capacity:  # blank lines
-        matrix.resize((len(tokens), dim), refcheck=False)
+    if len(tokens) < len(matrix):
+        matrix.resize((len(tokens), dim), refcheck=False)  # in place: no second copy
     return tokens, matrix
 
 
-def _count_lines(path):
-    """Lines of the file at `path` (a last line without a newline counts)."""
-    lines, last = 0, b"\n"
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            lines += block.count(b"\n")
-            last = block[-1:]
-    return lines + (last != b"\n")
+def _row_bound(size, chunk, dim):
+    """Rows a file of `size` bytes holds at most if no row is shorter than those of `chunk`
+    [(line, token, text)] (and no value shorter than one digit and a separator). Pages of the
+    matrix beyond the rows read are never touched, so an overestimate costs no memory."""
+    shortest = min(len(tok) + len(text) + 2 for _, tok, text in chunk)
+    return max(len(chunk), min(size // shortest, size // (2 * max(dim, 1))) + 1)
 
 
 def _parse_values(path, chunk, dim, emb_name):

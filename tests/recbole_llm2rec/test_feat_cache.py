@@ -173,3 +173,19 @@ def test_chunked_parse_keeps_rows_lines_and_tolerates_whitespace(games, monkeypa
     with pytest.raises(FeatError, match=rf"rand.feat:10: field 'item_emb': item '{tokens[7]}' "
                                         r"has NaN/inf values"):
         read_feat(path)
+
+
+def test_rows_shorter_than_the_first_chunks_grow_the_matrix(tmp_path, monkeypatch):
+    """The matrix is sized from the first chunk's shortest row; later, shorter rows (here
+    all-zero rows, 2 characters a value) must grow it without losing a row."""
+    emb = np.zeros((60, 8), dtype=np.float32)
+    emb[:3] = np.random.default_rng(2).normal(size=(3, 8))
+    path = str(tmp_path / "short.feat")
+    write_feat(path, [f"i{k}" for k in range(60)], emb)
+    monkeypatch.setattr(feat, "CHUNK_CHARS", 250)  # first chunk: the 3 long rows
+    size = os.path.getsize(path)
+    long_rows = open(path, encoding="utf-8").read().splitlines()[1:4]
+    assert size // min(len(r) + 1 for r in long_rows) + 1 < 60  # the first bound is too small
+    tokens, got = read_feat(path)
+    assert tokens == [f"i{k}" for k in range(60)] and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, emb)
