@@ -82,6 +82,9 @@ def synthetic(spec, work):
     return path
 
 
+INTRO = ("\n## With the binary cache\n\nThe first read parses the text and writes "
+         "`<file>.cache`; the repeated read loads that cache. `growth / matrix` = (peak RSS - RSS "
+         "just before the read) / float32 matrix size. One table per run.\n")
 HEADER = ("| date (UTC) | file | rows x dim | file MB | matrix MB | first read s (CPU s) | "
           "repeated read s (CPU s) | first growth / matrix | repeated growth / matrix | "
           "same result |")
@@ -119,14 +122,12 @@ def main(argv=None):
         print(lines[-1], flush=True)
     text = open(RESULTS, encoding="utf-8").read() if os.path.exists(RESULTS) else ""
     with open(RESULTS, "a", encoding="utf-8") as fh:
-        if HEADER not in text:
-            fh.write("\n## With the binary cache\n\nThe first read parses the text and writes "
-                     "`<file>.cache`; the repeated read loads that cache. `growth / matrix` = "
-                     "(peak RSS - RSS just before the read) / float32 matrix size.\n\n"
-                     + HEADER + "\n|---|---|---|---:|---:|---:|---:|---:|---:|---|\n")
-        fh.write("\n".join(lines) + "\n")
+        if INTRO not in text:
+            fh.write(INTRO)
+        fh.write("\n" + HEADER + "\n|---|---|---|---:|---:|---:|---:|---:|---:|---|\n"
+                 + "\n".join(lines) + "\n")
         fh.write(f"\n- `python benchmarks/feat_read.py {shlex.join(argv or sys.argv[1:])}` on "
-                 f"{machine()}\n\n")
+                 f"{machine()} (each read: 1 thread)\n")
     print(RESULTS)
 
 
