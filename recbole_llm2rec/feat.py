@@ -12,9 +12,9 @@ import os
 
 import numpy as np
 
-from recbole_llm2rec import feat_cache
 from recbole_llm2rec.atomic import atomic_rows, atomic_write_text
 from recbole_llm2rec.errors import InputError
+from recbole_llm2rec.feat_cache import load_cache, source_key, store_cache
 
 __all__ = ["ID_FIELD", "EMB_FIELD", "FeatError", "feat_path", "atomic_write_text", "write_feat",
            "read_feat", "align_embeddings", "load_aligned"]
@@ -73,12 +73,12 @@ def read_feat(path):
     """
     if not os.path.isfile(path):
         raise FeatError("embedding file not found", path)
-    key = feat_cache.source_key(path)
-    cached = feat_cache.load(path, key)
+    key = source_key(path)
+    cached = load_cache(path, key)
     if cached is not None:
         return cached
     tokens, matrix = _parse_feat(path)
-    feat_cache.store(path, key, tokens, matrix)
+    store_cache(path, key, tokens, matrix)
     return tokens, matrix
 
 

@@ -56,7 +56,7 @@ def source_key(feat):
             "ino": st.st_ino}
 
 
-def load(feat, key):
+def load_cache(feat, key):
     """(tokens, float32 [N, D]) from `feat`'s cache if it matches `key` and is intact, else None."""
     path = cache_path(feat)
     try:
@@ -108,7 +108,7 @@ def _load(fh, key):
     return tokens, matrix.astype(np.float32, copy=False)
 
 
-def store(feat, key, tokens, matrix):
+def store_cache(feat, key, tokens, matrix):
     """Write `feat`'s cache of (tokens, matrix [N, D]) read while `feat` had identity `key`.
 
     Nothing is written when `feat` changed since `key` was taken or is younger than RACY_S

@@ -83,7 +83,7 @@ def test_same_size_edit_invalidates_the_cache(games, mtime, caplog):
     np.testing.assert_array_equal(got[0], row)
     assert not np.array_equal(got[0], emb[0])
     np.testing.assert_array_equal(got[1:], emb[1:])
-    assert feat_cache.load(path, feat_cache.source_key(path)) is not None  # rewritten
+    assert feat_cache.load_cache(path, feat_cache.source_key(path)) is not None  # rewritten
 
 
 def truncate(cache):
@@ -118,7 +118,7 @@ def test_damaged_cache_is_detected_and_rebuilt(games, damage, reason, caplog):
     assert got_tokens == tokens
     np.testing.assert_array_equal(got, emb)
     assert os.path.getsize(cache) == size
-    assert feat_cache.load(path, feat_cache.source_key(path)) is not None
+    assert feat_cache.load_cache(path, feat_cache.source_key(path)) is not None
 
 
 def test_read_only_folder_reads_the_text_and_logs_one_line(games, monkeypatch, caplog):
