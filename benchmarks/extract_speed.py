@@ -212,8 +212,9 @@ def versus_plain(argv):
              f"(1024 x 1024, best of ~3 CPU s): {peak_before / 1e9:.1f} GFLOP/s before, "
              f"{peak_after / 1e9:.1f} after (the fraction uses their mean). Rates use the "
              f"process's CPU seconds (the machine is shared; wall seconds shown too), which "
-             f"include tokenization and pooling, after one warm-up batch; \"useful\" FLOPs count real tokens only "
-             f"({useful / 1e9:.1f} GFLOP in all), \"computed\" adds the padding.\n\n"
+             f"include tokenization and pooling, after one warm-up batch; \"useful\" FLOPs "
+             f"count real tokens only ({useful / 1e9:.1f} GFLOP in all), \"computed\" adds "
+             f"the padding.\n\n"
              + "\n".join(lines) + "\n\n"
              f"- `python benchmarks/extract_speed.py {shlex.join(argv)}` on {machine()}\n")
     old = open(RESULTS, encoding="utf-8").read() if os.path.isfile(RESULTS) else HEADER
