@@ -6,6 +6,15 @@
 Takes the same flags as `python -m pretrain.extract`, runs the datasets one after another and
 appends a table row (items, tokens, embedding seconds, tokens/s, items/s) and the machine it ran
 on as soon as each dataset is done, so a long run that is stopped keeps its finished figures.
+
+    nice -n 19 python benchmarks/extract_speed.py --versus_plain \
+        --model models/SmolLM2-135M-Instruct --data_path dataset/ --dataset Games --items 1000
+
+times `pretrain.extract`'s batching (`embed_texts`: titles longest first, each batch padded to
+its longest) against the reference's plain loop (batches of 16 in file order, each padded to its
+longest) on the first --items titles, with the same model object, dtype, thread count (--threads,
+default 1) and `torch.inference_mode`, and measures the machine's fp32 matmul FLOP/s in the same
+run (section "Versus a plain loop" of the results file).
 """
 import os
 import shlex
@@ -63,5 +72,160 @@ def main_benchmark(argv=None):
     return runs
 
 
+# ---- extraction vs a plain loop (issue 11, item 5) -------------------------------------------
+
+VERSUS_HEADER = "\n## Versus a plain loop\n"
+
+
+def matmul_flops(seconds=3.0, n=1024):
+    """This machine's fp32 matmul FLOP/s with torch's current threads: the best of repeated
+    n x n @ n x n products over about `seconds` of CPU time (CPU time, not wall time, so that
+    other jobs on a shared machine do not count)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up
+    best, end = 0.0, time.process_time() + seconds
+    while time.process_time() < end:
+        start = time.process_time()
+        torch.mm(a, b)
+        best = max(best, 2 * n ** 3 / max(time.process_time() - start, 1e-9))
+    return best
+
+
+def forward_flops(model, lengths):
+    """FLOPs of an encoder forward over sequences of `lengths` tokens: 2 per weight of every
+    linear layer per token, plus 4 x hidden per layer per (query, key) pair (the attention
+    scores and their weighted sum)."""
+    import torch
+
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    layers, hidden = model.config.num_hidden_layers, model.config.hidden_size
+    return sum(2 * linear * n + 4 * layers * hidden * n * n for n in lengths)
+
+
+def plain_loop(model, tokenizer, texts, batch_size=16, max_length=512):
+    """The reference's extraction: batches of `batch_size` in file order, each padded to its
+    longest title, mean pooling. Returns (float32 [N, H], FLOPs computed, padding included)."""
+    import numpy as np
+    import torch
+
+    from pretrain.extract import pool
+
+    rows, flops = [], 0
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                              max_length=max_length, return_tensors="pt")
+            hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           use_cache=False).last_hidden_state
+            rows.append(pool(hidden, batch["attention_mask"], "mean").numpy())
+            flops += forward_flops(model, [hidden.shape[1]] * hidden.shape[0])
+    return np.concatenate(rows), flops
+
+
+def sorted_padded_flops(model, lengths, batch_size):
+    """FLOPs `pretrain.extract.embed_texts` computes: longest first, each batch padded to its
+    first (longest) sequence."""
+    order = sorted(lengths, reverse=True)
+    return sum(forward_flops(model, [order[s]] * len(order[s:s + batch_size]))
+               for s in range(0, len(order), batch_size))
+
+
+def versus_plain(argv):
+    """Items/s of `pretrain.extract`'s batching vs the plain loop on the first --items titles of
+    one dataset, same model object, dtype, threads and inference mode, runs alternated
+    (A B ... B A) so that a load change hits both; plus the machine's fp32 matmul FLOP/s,
+    measured before and after, and the fraction of it each reaches. Appends to extract.md."""
+    import argparse
+
+    import numpy as np
+    import torch
+
+    from pretrain.extract import embed_texts, item_texts, load_encoder
+
+    p = argparse.ArgumentParser(prog="python benchmarks/extract_speed.py --versus_plain")
+    p.add_argument("--versus_plain", action="store_true")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data_path", default="dataset/")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--items", type=int, default=1000, help="the first N titles in file order")
+    p.add_argument("--batch_size", type=int, nargs="+", default=[32, 16],
+                   help="pretrain.extract batch sizes to time (its default is 32)")
+    p.add_argument("--plain_batch", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=2, help="passes of each way, alternated")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--max_length", type=int, default=512)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the tokenizer's work stays in this thread
+    _, texts = item_texts(args.data_path, args.dataset)
+    texts = texts[:args.items]
+    model, tokenizer, info = load_encoder(args.model, dtype=args.dtype, device="cpu")
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True,
+                                             max_length=args.max_length)["input_ids"]]
+    useful = forward_flops(model, lengths)
+    embed_texts(model, tokenizer, texts[:4], "mean", 4, args.max_length, desc="warm-up")
+    peak_before = matmul_flops()
+    ways = [("pretrain.extract, longest first", b) for b in args.batch_size]
+    ways.append(("plain loop, file order", args.plain_batch))
+    seconds, walls, outputs, computed = {w: [] for w in ways}, {w: [] for w in ways}, {}, {}
+    for r in range(args.repeats):
+        for way in (ways if r % 2 == 0 else ways[::-1]):
+            label, batch = way
+            start, wall = time.process_time(), time.perf_counter()
+            if label.startswith("plain"):
+                outputs[way], computed[way] = plain_loop(model, tokenizer, texts, batch,
+                                                         args.max_length)
+            else:
+                outputs[way], _ = embed_texts(model, tokenizer, texts, "mean", batch,
+                                              args.max_length, desc=f"extract, batch {batch}")
+                computed[way] = sorted_padded_flops(model, lengths, batch)
+            seconds[way].append(time.process_time() - start)
+            walls[way].append(time.perf_counter() - wall)
+            print(f"{label}, batch {batch}: {seconds[way][-1]:.1f} CPU s, {walls[way][-1]:.1f} "
+                  f"wall s", flush=True)
+    peak_after = matmul_flops()
+    peak = (peak_before + peak_after) / 2
+    plain = ways[-1]
+    plain_rate = len(texts) / np.mean(seconds[plain])
+    lines = [f"| way | batch | CPU s (mean of {args.repeats}) | wall s | items/s (CPU) | "
+             f"vs plain loop | FLOPs computed / useful | useful GFLOP/s | of matmul peak | "
+             f"min cosine vs plain |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for way in ways:
+        mean = float(np.mean(seconds[way]))
+        rate = len(texts) / mean
+        a, b = outputs[way], outputs[plain]
+        cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        lines.append(f"| {way[0]} | {way[1]} | {mean:.1f} | {np.mean(walls[way]):.1f} | "
+                     f"{rate:.1f} | {rate / plain_rate:.2f}x | {computed[way] / useful:.2f} | "
+                     f"{useful / mean / 1e9:.2f} | {useful / mean / peak:.1%} | "
+                     f"{cosine.min():.6f} |")
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    block = (f"\n### {stamp}: {args.dataset}, first {len(texts)} titles in file order, "
+             f"{info['backbone']}\n\n"
+             f"{len(texts)} titles, {sum(lengths)} tokens (mean {np.mean(lengths):.1f}, max "
+             f"{max(lengths)}); {info['dtype']}, {info.get('attention')} attention "
+             f"({info.get('attn_implementation')}), mean pooling, torch.inference_mode, "
+             f"{args.threads} thread(s), same model object for every way. Machine fp32 matmul "
+             f"(1024 x 1024, best of ~3 CPU s): {peak_before / 1e9:.1f} GFLOP/s before, "
+             f"{peak_after / 1e9:.1f} after (the fraction uses their mean). Rates use the "
+             f"process's CPU seconds (the machine is shared; wall seconds shown too), which "
+             f"include tokenization and pooling, after one warm-up batch; \"useful\" FLOPs "
+             f"count real tokens only ({useful / 1e9:.1f} GFLOP in all), \"computed\" adds "
+             f"the padding.\n\n"
+             + "\n".join(lines) + "\n\n"
+             f"- `python benchmarks/extract_speed.py {shlex.join(argv)}` on {machine()}\n")
+    old = open(RESULTS, encoding="utf-8").read() if os.path.isfile(RESULTS) else HEADER
+    text = old if VERSUS_HEADER in old else old.rstrip("\n") + "\n" + VERSUS_HEADER
+    text = text.rstrip("\n") + "\n" + block
+    atomic_write_text(RESULTS, lambda fh: fh.write(text))
+    print(block)
+
+
 if __name__ == "__main__":
-    main_benchmark()
+    if "--versus_plain" in sys.argv[1:]:
+        versus_plain(sys.argv[1:])
+    else:
+        main_benchmark()

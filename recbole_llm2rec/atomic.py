@@ -137,12 +137,21 @@ def file_sha256(path):
 
 
 def atomic_write_text(path, write_fn):
-    """Call `write_fn(fh)` on a temp file beside `path`, then rename it over `path`."""
+    """Call `write_fn(fh)` on a UTF-8 text temp file beside `path`, then rename it over `path`."""
+    _atomic_write(path, write_fn, dict(mode="w", encoding="utf-8", newline="\n"))
+
+
+def atomic_write_bytes(path, write_fn):
+    """Call `write_fn(fh)` on a binary temp file beside `path`, then rename it over `path`."""
+    _atomic_write(path, write_fn, dict(mode="wb"))
+
+
+def _atomic_write(path, write_fn, open_kwargs):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+        with os.fdopen(fd, **open_kwargs) as fh:
             write_fn(fh)
             fh.flush()
             os.fsync(fh.fileno())

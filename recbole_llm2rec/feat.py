@@ -6,6 +6,7 @@ A `.feat` file is a RecBole atomic file in the dataset's folder, named
 and its embedding as space-separated floats. Rows are keyed by token, never by position.
 A sidecar `<file>.json` records how the embeddings were made (backbone, pooling, ...).
 """
+import itertools
 import json
 import os
 
@@ -13,12 +14,14 @@ import numpy as np
 
 from recbole_llm2rec.atomic import atomic_rows, atomic_write_text
 from recbole_llm2rec.errors import InputError
+from recbole_llm2rec.feat_cache import load_cache, source_key, store_cache
 
 __all__ = ["ID_FIELD", "EMB_FIELD", "FeatError", "feat_path", "atomic_write_text", "write_feat",
            "read_feat", "align_embeddings", "load_aligned"]
 
 ID_FIELD = "item_id:token"
 EMB_FIELD = "item_emb:float_seq"
+CHUNK_CHARS = 1 << 22  # value text parsed at once (4 Mi characters: ~230 rows of 1,536 values)
 
 
 class FeatError(InputError):
@@ -63,40 +66,97 @@ def write_feat(path, tokens, embeddings, meta=None):
 
 
 def read_feat(path):
-    """Read a `.feat` file. Returns (tokens list, float32 array [N, D])."""
+    """Read a `.feat` file. Returns (tokens list, float32 array [N, D]).
+
+    Served from the binary cache `<path>.cache` when it matches the file
+    (`recbole_llm2rec.feat_cache`); otherwise the text is parsed and the cache (re)written.
+    """
     if not os.path.isfile(path):
         raise FeatError("embedding file not found", path)
-    tokens, rows, seen = [], [], {}
-    dim = None
+    key = source_key(path)
+    cached = load_cache(path, key)
+    if cached is not None:
+        return cached
+    tokens, matrix = _parse_feat(path)
+    store_cache(path, key, tokens, matrix)
+    return tokens, matrix
+
+
+def _parse_feat(path):
+    """Parse the text of `.feat` file `path`, CHUNK_CHARS of value text at a time, into one
+    float32 matrix sized from the file once the first chunk is read. Returns (tokens, [N, D])."""
+    size = os.path.getsize(path)
+    tokens, seen, chunk, chars = [], {}, [], 0
+    matrix, dim = None, None
     with atomic_rows(path, error=FeatError) as (header, lines):
         fields = [f"{n}:{t}" for n, t in zip(header.names, header.types)]
         if ID_FIELD not in fields or EMB_FIELD not in fields:
             raise FeatError(f"header must have fields {ID_FIELD!r} and {EMB_FIELD!r}, got "
                             f"{fields!r}", path, 1)
         id_name, emb_name = ID_FIELD.split(":")[0], EMB_FIELD.split(":")[0]
-        for row in lines:
-            tok, text = row.values[id_name], row.values[emb_name]
-            if tok in seen:
-                raise FeatError(f"already given on line {seen[tok]}", path, row.line,
-                                field=id_name, value=tok)
-            try:
-                vec = np.array(text.split(), dtype=np.float32)
-            except ValueError:
-                bad = next(v for v in text.split() if not _is_float(v))
-                raise FeatError(f"item {tok!r}: not a number", path, row.line, field=emb_name,
-                                value=bad) from None
-            if dim is None:
-                dim = len(vec)
-            if len(vec) != dim or dim == 0:
-                raise FeatError(f"item {tok!r} has {len(vec)} values, expected {dim} (the "
-                                f"dimension of the first row)", path, row.line, field=emb_name)
-            if not np.isfinite(vec).all():
-                raise FeatError(f"item {tok!r} has NaN/inf values", path, row.line,
-                                field=emb_name)
-            seen[tok] = row.line
-            tokens.append(tok)
-            rows.append(vec)
-    return tokens, np.stack(rows)
+        for row in itertools.chain(lines, [None]):
+            if row is not None:
+                tok = row.values[id_name]
+                if tok in seen:
+                    raise FeatError(f"already given on line {seen[tok]}", path, row.line,
+                                    field=id_name, value=tok)
+                seen[tok] = row.line
+                tokens.append(tok)
+                chunk.append((row.line, tok, row.values[emb_name]))
+                chars += len(chunk[-1][2])
+                if chars < CHUNK_CHARS:
+                    continue
+            elif not chunk:  # the last row filled the last chunk
+                break
+            if matrix is None:
+                dim = len(chunk[0][2].split())
+                matrix = np.empty((_row_bound(size, chunk, dim), dim), dtype=np.float32)
+            end = len(tokens)
+            if end > len(matrix):  # rows shorter than the first chunk's: grow (rare)
+                matrix.resize((max(end, len(matrix) * 5 // 4), dim), refcheck=False)
+            matrix[end - len(chunk):end] = _parse_values(path, chunk, dim, emb_name)
+            chunk, chars = [], 0
+    if len(tokens) < len(matrix):
+        matrix.resize((len(tokens), dim), refcheck=False)  # in place: no second copy
+    return tokens, matrix
+
+
+def _row_bound(size, chunk, dim):
+    """Rows a file of `size` bytes holds at most if no row is shorter than those of `chunk`
+    [(line, token, text)] (and no value shorter than one digit and a separator). Pages of the
+    matrix beyond the rows read are never touched, so an overestimate costs no memory."""
+    shortest = min(len(tok) + len(text) + 2 for _, tok, text in chunk)
+    return max(len(chunk), min(size // shortest, size // (2 * max(dim, 1))) + 1)
+
+
+def _parse_values(path, chunk, dim, emb_name):
+    """The values of a chunk of rows [(line, token, text)] as float32 [len(chunk), dim]; the
+    first bad row raises FeatError naming its line and item."""
+    try:
+        block = np.loadtxt([text for _, _, text in chunk], dtype=np.float32, delimiter=" ",
+                           comments=None, ndmin=2)
+        if block.shape == (len(chunk), dim) and np.isfinite(block).all():
+            return block
+    except ValueError:
+        pass  # the row-by-row parse below names the bad row (or accepts other whitespace)
+    return np.stack([_parse_row(path, line, tok, text, dim, emb_name)
+                     for line, tok, text in chunk])
+
+
+def _parse_row(path, line, tok, text, dim, emb_name):
+    """One row's values as float32 [dim]; FeatError naming `line` and `tok` when they are bad."""
+    try:
+        vec = np.array(text.split(), dtype=np.float32)
+    except ValueError:
+        bad = next(v for v in text.split() if not _is_float(v))
+        raise FeatError(f"item {tok!r}: not a number", path, line, field=emb_name,
+                        value=bad) from None
+    if len(vec) != dim or dim == 0:
+        raise FeatError(f"item {tok!r} has {len(vec)} values, expected {dim} (the "
+                        f"dimension of the first row)", path, line, field=emb_name)
+    if not np.isfinite(vec).all():
+        raise FeatError(f"item {tok!r} has NaN/inf values", path, line, field=emb_name)
+    return vec
 
 
 def _is_float(text):

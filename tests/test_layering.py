@@ -11,7 +11,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "recbole_llm2rec"
 UPSTREAM = ("pretrain", "dataset_atomic")  # later stages of the data flow
-CORE = ("atomic", "errors", "feat")  # recbole_llm2rec's modules pretrain/dataset_atomic use
+CORE = ("atomic", "errors", "feat", "feat_cache")  # recbole_llm2rec's modules pretrain/dataset_atomic use
 
 
 def modules(package):
