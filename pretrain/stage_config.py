@@ -204,26 +204,27 @@ def coerce(cls, name, value):
                           value=value) from None
 
 
-def read_yaml(path):
-    """The yaml file at `path` as a dict; ConfigError naming the file (and line) if it is
-    missing, not UTF-8, not yaml, or not a mapping."""
+def read_yaml(path, error=ConfigError):
+    """The yaml file at `path` as a dict; `error` (an InputError class) naming the file (and
+    line) if it is missing, not UTF-8, not yaml, or not a mapping. Benchmark configs are read
+    with it too (error=InputError)."""
     if not os.path.isfile(path):
-        raise ConfigError("config file not found", path=path)
+        raise error("config file not found", path=path)
     with open(path, "rb") as fh:
         raw = fh.read()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ConfigError(f"not UTF-8 text (byte {raw[err.start]:#04x})", path=path,
-                          line=raw[:err.start].count(b"\n") + 1) from None
+        raise error(f"not UTF-8 text (byte {raw[err.start]:#04x})", path=path,
+                    line=raw[:err.start].count(b"\n") + 1) from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        raise ConfigError(f"not valid yaml: {getattr(err, 'problem', None) or err}", path=path,
-                          line=mark.line + 1 if mark else None) from None
+        raise error(f"not valid yaml: {getattr(err, 'problem', None) or err}", path=path,
+                    line=mark.line + 1 if mark else None) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping of settings, got {type(data).__name__}", path=path)
+        raise error(f"expected a mapping of settings, got {type(data).__name__}", path=path)
     return data
 
 

@@ -35,23 +35,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     exp = todo = load_experiment(args.config)
     if args.seeds is not None:
-        extra = sorted(set(args.seeds) - set(exp.seeds))
-        if extra:
-            raise InputError("not among the config's seeds", path=args.config, field="seeds",
-                             value=extra)
-        todo = dataclasses.replace(exp, seeds=args.seeds)
+        todo = dataclasses.replace(todo, seeds=only(args.seeds, exp.seeds, "seeds", args.config))
     if args.embedders is not None:
-        extra = sorted(set(args.embedders) - set(exp.embedders))
-        if extra:
-            raise InputError("not among the config's embedders", path=args.config,
-                             field="embedders", value=extra)
-        todo = dataclasses.replace(todo, embedders=args.embedders)
+        todo = dataclasses.replace(todo, embedders=only(args.embedders, exp.embedders,
+                                                        "embedders", args.config))
     if args.variants is not None:
-        extra = sorted(set(args.variants) - set(exp.variants) - {NO_VARIANT})
-        if extra:
-            raise InputError("not among the config's variants", path=args.config,
-                             field="variants", value=extra)
-        todo = dataclasses.replace(todo, only_variants=args.variants)
+        todo = dataclasses.replace(todo, only_variants=only(
+            args.variants, [*exp.variants, NO_VARIANT], "variants", args.config))
     if args.list:
         waiting = set(execute.pending(todo))
         for run in todo.runs():
@@ -76,6 +66,15 @@ def main(argv=None):
         execute.run_all(todo, parallel=args.parallel, address=args.address, on_done=done,
                         command=command)
     print(write_tables(exp))
+
+
+def only(chosen, known, key, path):
+    """`chosen` if every value is among the config's `known` values of `key`, else InputError
+    naming the others."""
+    extra = sorted(set(chosen) - set(known))
+    if extra:
+        raise InputError(f"not among the config's {key}", path=path, field=key, value=extra)
+    return chosen
 
 
 if __name__ == "__main__":

@@ -8,8 +8,7 @@ optionally, the cold-start protocol. Every key is documented in docs/experiments
 import dataclasses
 import os
 
-import yaml
-
+from pretrain.stage_config import read_yaml
 from recbole_llm2rec.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -113,15 +112,7 @@ def parse_baseline(label):
 
 def load_experiment(path, results_dir=RESULTS):
     """Read and check an experiment config. Returns an `Experiment`."""
-    if not os.path.isfile(path):
-        raise InputError("config file not found", path=path)
-    with open(path, encoding="utf-8") as fh:
-        try:
-            raw = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as err:
-            raise InputError(f"not valid yaml: {err}", path=path) from None
-    if not isinstance(raw, dict):
-        raise InputError("must be a mapping of keys", path=path)
+    raw = read_yaml(path, error=InputError)
     unknown = sorted(set(raw) - KEYS)
     if unknown:
         raise InputError(f"unknown keys; known: {sorted(KEYS)}", path=path, field=unknown[0])

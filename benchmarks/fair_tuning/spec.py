@@ -6,8 +6,7 @@ settings; a variant adds only its model and its own fixed settings (e.g. `item_r
 import dataclasses
 import os
 
-import yaml
-
+from pretrain.stage_config import read_yaml
 from recbole_llm2rec.errors import InputError
 
 KEYS = {"name", "data_path", "datasets", "space", "num_samples", "search_seed", "grace_period",
@@ -79,17 +78,7 @@ def _fail(path, field, message, value=None):
 
 def load_fair_tuning(path):
     """Read and check a fair-tuning config; InputError names the file and the key."""
-    if not os.path.isfile(path):
-        raise InputError("config file not found", path=path)
-    with open(path, encoding="utf-8") as fh:
-        try:
-            data = yaml.safe_load(fh)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            raise InputError("not valid yaml", path=path,
-                             line=mark.line + 1 if mark else None) from None
-    if not isinstance(data, dict):
-        _fail(path, None, "expected a mapping of config keys")
+    data = read_yaml(path, error=InputError)
     unknown = sorted(set(data) - KEYS - set(OPTIONAL))
     if unknown:
         _fail(path, unknown[0], f"unknown key (expected {', '.join(sorted(KEYS))})")
