@@ -6,7 +6,6 @@ A `.feat` file is a RecBole atomic file in the dataset's folder, named
 and its embedding as space-separated floats. Rows are keyed by token, never by position.
 A sidecar `<file>.json` records how the embeddings were made (backbone, pooling, ...).
 """
-import itertools
 import json
 import os
 
@@ -87,37 +86,42 @@ def _parse_feat(path):
     float32 matrix sized from the file once the first chunk is read. Returns (tokens, [N, D])."""
     size = os.path.getsize(path)
     tokens, seen, chunk, chars = [], {}, [], 0
-    matrix, dim = None, None
+    matrix = None
+
+    def store(chunk, emb_name):
+        """Parse `chunk` [(line, token, text)], the rows just appended to `tokens`, into
+        `matrix` (allocated from the first chunk, grown when later rows are shorter)."""
+        nonlocal matrix
+        if matrix is None:
+            dim = len(chunk[0][2].split())
+            matrix = np.empty((_row_bound(size, chunk, dim), dim), dtype=np.float32)
+        end, dim = len(tokens), matrix.shape[1]
+        if end > len(matrix):  # rows shorter than the first chunk's: grow (rare)
+            matrix.resize((max(end, len(matrix) * 5 // 4), dim), refcheck=False)
+        matrix[end - len(chunk):end] = _parse_values(path, chunk, dim, emb_name)
+
     with atomic_rows(path, error=FeatError) as (header, lines):
         fields = [f"{n}:{t}" for n, t in zip(header.names, header.types)]
         if ID_FIELD not in fields or EMB_FIELD not in fields:
             raise FeatError(f"header must have fields {ID_FIELD!r} and {EMB_FIELD!r}, got "
                             f"{fields!r}", path, 1)
         id_name, emb_name = ID_FIELD.split(":")[0], EMB_FIELD.split(":")[0]
-        for row in itertools.chain(lines, [None]):
-            if row is not None:
-                tok = row.values[id_name]
-                if tok in seen:
-                    raise FeatError(f"already given on line {seen[tok]}", path, row.line,
-                                    field=id_name, value=tok)
-                seen[tok] = row.line
-                tokens.append(tok)
-                chunk.append((row.line, tok, row.values[emb_name]))
-                chars += len(chunk[-1][2])
-                if chars < CHUNK_CHARS:
-                    continue
-            elif not chunk:  # the last row filled the last chunk
-                break
-            if matrix is None:
-                dim = len(chunk[0][2].split())
-                matrix = np.empty((_row_bound(size, chunk, dim), dim), dtype=np.float32)
-            end = len(tokens)
-            if end > len(matrix):  # rows shorter than the first chunk's: grow (rare)
-                matrix.resize((max(end, len(matrix) * 5 // 4), dim), refcheck=False)
-            matrix[end - len(chunk):end] = _parse_values(path, chunk, dim, emb_name)
-            chunk, chars = [], 0
+        for row in lines:
+            tok = row.values[id_name]
+            if tok in seen:
+                raise FeatError(f"already given on line {seen[tok]}", path, row.line,
+                                field=id_name, value=tok)
+            seen[tok] = row.line
+            tokens.append(tok)
+            chunk.append((row.line, tok, row.values[emb_name]))
+            chars += len(chunk[-1][2])
+            if chars >= CHUNK_CHARS:
+                store(chunk, emb_name)
+                chunk, chars = [], 0
+        if chunk:
+            store(chunk, emb_name)
     if len(tokens) < len(matrix):
-        matrix.resize((len(tokens), dim), refcheck=False)  # in place: no second copy
+        matrix.resize((len(tokens), matrix.shape[1]), refcheck=False)  # in place: no copy
     return tokens, matrix
 
 
