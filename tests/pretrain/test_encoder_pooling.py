@@ -132,13 +132,3 @@ def test_minilm_declares_mean_and_normalize_but_its_default_row_stays_mean():
 
     args = build_parser().parse_args(["--model", "minilm", "--dataset", "G", "--name", "minilm"])
     assert (args.pooling, args.normalize) == ("mean", False)
-
-
-def test_cls_is_the_first_real_token_on_either_side():
-    from pretrain.extract import pool
-
-    hidden = torch.arange(2 * 4 * 1, dtype=torch.float32).reshape(2, 4, 1)
-    left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
-    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
-    assert pool(hidden, left, "cls").flatten().tolist() == [2.0, 4.0]
-    assert pool(hidden, right, "cls").flatten().tolist() == [0.0, 4.0]

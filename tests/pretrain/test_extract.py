@@ -70,13 +70,16 @@ def test_bidirectional_and_causal_differ(games, tiny_qwen2_dir):
     assert np.allclose(causal_last[0], last, atol=1e-5)
 
 
-def test_pool_finds_last_real_token_on_either_side():
+def test_pool_finds_the_real_tokens_on_either_side():
     hidden = torch.arange(2 * 4 * 1, dtype=torch.float32).reshape(2, 4, 1)
     left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
     right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
     assert pool(hidden, left, "last").flatten().tolist() == [3.0, 7.0]
     assert pool(hidden, right, "last").flatten().tolist() == [1.0, 7.0]
     assert pool(hidden, right, "mean").flatten().tolist() == [0.5, 5.5]
+    # CLS is the first real token
+    assert pool(hidden, left, "cls").flatten().tolist() == [2.0, 4.0]
+    assert pool(hidden, right, "cls").flatten().tolist() == [0.0, 4.0]
 
 
 def test_several_datasets_in_one_call(tmp_path, tiny_llama_dir):
