@@ -25,18 +25,14 @@ def read_item_titles(item_path, title_field="title"):
     """
     if not os.path.isfile(item_path):
         raise DataError("item file not found", item_path)
-    tokens, titles, seen = [], [], {}
+    tokens, titles = [], []
     with atomic_rows(item_path, ["item_id", title_field], DataError,
-                     non_empty=["item_id"]) as (_, rows):
+                     non_empty=["item_id"], unique=["item_id"]) as (_, rows):
         for row in rows:
             tok, title = row.values["item_id"], " ".join(row.values[title_field].split())
             if not title:
                 raise DataError(f"item {tok!r} has an empty {title_field!r}", item_path,
                                 row.line, field=title_field, value=row.values[title_field])
-            if tok in seen:
-                raise DataError(f"already given on line {seen[tok]}", item_path, row.line,
-                                field="item_id", value=tok)
-            seen[tok] = row.line
             tokens.append(tok)
             titles.append(title)
     return tokens, titles

@@ -34,17 +34,13 @@ def read_item_attributes(item_path, title_field="title", id_field="item_id"):
     """Attributes of every item of a `.item` file: every `token`/`token_seq` column but the id,
     the title first, empty values left out. Returns (item tokens, [[(name, value), ...]],
     attribute column names). DataError for an empty title or a duplicate item."""
-    tokens, attributes, seen = [], [], {}
+    tokens, attributes = [], []
     with atomic_rows(item_path, [id_field, title_field], DataError,
-                     non_empty=[id_field]) as (header, rows):
+                     non_empty=[id_field], unique=[id_field]) as (header, rows):
         names = [title_field] + [n for n, t in zip(header.names, header.types)
                                  if t in TEXT_TYPES and n not in (id_field, title_field)]
         for row in rows:
             tok = row.values[id_field]
-            if tok in seen:
-                raise DataError(f"already given on line {seen[tok]}", item_path, row.line,
-                                field=id_field, value=tok)
-            seen[tok] = row.line
             pairs = [(n, " ".join(row.values[n].split())) for n in names]
             if not pairs[0][1]:
                 raise DataError(f"item {tok!r} has an empty {title_field!r}", item_path,

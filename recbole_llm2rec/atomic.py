@@ -59,10 +59,12 @@ def read_header(path, raw, required=(), error=InputError, sep=SEP):
 
 
 @contextlib.contextmanager
-def atomic_rows(path, required=(), error=InputError, problems=None, sep=SEP, non_empty=()):
+def atomic_rows(path, required=(), error=InputError, problems=None, sep=SEP, non_empty=(),
+                unique=()):
     """Open atomic file `path`: yields (Header, iterator of Row); blank lines are skipped.
 
-    Fields of `required` must be in the header, those of `non_empty` non-empty in every row;
+    Fields of `required` must be in the header, those of `non_empty` non-empty in every row,
+    those of `unique` never repeat a value ("already given on line N");
     `float` values must be finite numbers (or empty). A row that is not UTF-8, has another number of fields than the
     header, or a bad value raises `error` naming file, line, field and value; with a
     `problems` list it is appended there instead and reading goes on (a row with the wrong
@@ -72,10 +74,10 @@ def atomic_rows(path, required=(), error=InputError, problems=None, sep=SEP, non
         raise error("file not found", path)
     with open(path, "rb") as fh:
         header = read_header(path, fh.readline(), required, error, sep)
-        yield header, _rows(path, fh, header, non_empty, error, problems, sep)
+        yield header, _rows(path, fh, header, non_empty, unique, error, problems, sep)
 
 
-def _rows(path, fh, header, non_empty, error, problems, sep):
+def _rows(path, fh, header, non_empty, unique, error, problems, sep):
     def report(err):
         if problems is None:
             raise err
@@ -83,6 +85,7 @@ def _rows(path, fh, header, non_empty, error, problems, sep):
 
     floats = [name for name, kind in zip(header.names, header.types) if kind == "float"]
     n, seen = len(header.names), 0
+    first_line = {name: {} for name in unique}  # field -> value -> line it was first given on
     for lineno, raw in enumerate(fh, start=2):
         try:
             text = _decode(path, lineno, raw, error)
@@ -106,6 +109,12 @@ def _rows(path, fh, header, non_empty, error, problems, sep):
             if values[name] and not is_number(values[name]):
                 report(error("not a number (a float field)", path, lineno, field=name,
                              value=values[name]))
+        for name, lines in first_line.items():
+            if values[name] in lines:
+                report(error(f"already given on line {lines[values[name]]}", path, lineno,
+                             field=name, value=values[name]))
+            else:
+                lines[values[name]] = lineno
         yield Row(lineno, values, text)
     if not seen:
         raise error("the file has a header but no rows", path, 1)

@@ -85,10 +85,10 @@ def _parse_feat(path):
     """Parse the text of `.feat` file `path`, CHUNK_CHARS of value text at a time, into one
     float32 matrix sized from the file once the first chunk is read. Returns (tokens, [N, D])."""
     size = os.path.getsize(path)
-    tokens, seen, chunk, chars = [], {}, [], 0
+    tokens, chunk, chars = [], [], 0
     matrix = None
 
-    def store(chunk, emb_name):
+    def store(chunk):
         """Parse `chunk` [(line, token, text)], the rows just appended to `tokens`, into
         `matrix` (allocated from the first chunk, grown when later rows are shorter)."""
         nonlocal matrix
@@ -100,26 +100,22 @@ def _parse_feat(path):
             matrix.resize((max(end, len(matrix) * 5 // 4), dim), refcheck=False)
         matrix[end - len(chunk):end] = _parse_values(path, chunk, dim, emb_name)
 
-    with atomic_rows(path, error=FeatError) as (header, lines):
+    id_name, emb_name = ID_FIELD.split(":")[0], EMB_FIELD.split(":")[0]
+    with atomic_rows(path, error=FeatError, unique=[id_name]) as (header, lines):
         fields = [f"{n}:{t}" for n, t in zip(header.names, header.types)]
         if ID_FIELD not in fields or EMB_FIELD not in fields:
             raise FeatError(f"header must have fields {ID_FIELD!r} and {EMB_FIELD!r}, got "
                             f"{fields!r}", path, 1)
-        id_name, emb_name = ID_FIELD.split(":")[0], EMB_FIELD.split(":")[0]
         for row in lines:
             tok = row.values[id_name]
-            if tok in seen:
-                raise FeatError(f"already given on line {seen[tok]}", path, row.line,
-                                field=id_name, value=tok)
-            seen[tok] = row.line
             tokens.append(tok)
             chunk.append((row.line, tok, row.values[emb_name]))
             chars += len(chunk[-1][2])
             if chars >= CHUNK_CHARS:
-                store(chunk, emb_name)
+                store(chunk)
                 chunk, chars = [], 0
         if chunk:
-            store(chunk, emb_name)
+            store(chunk)
     if len(tokens) < len(matrix):
         matrix.resize((len(tokens), matrix.shape[1]), refcheck=False)  # in place: no copy
     return tokens, matrix

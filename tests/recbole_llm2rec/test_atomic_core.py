@@ -46,6 +46,24 @@ def test_problems_are_collected_and_reading_goes_on(games):
             list(rows)
 
 
+def test_unique_fields_name_the_line_a_value_was_first_given_on(games):
+    _, item = games
+    raw = open(item, "rb").read().splitlines(keepends=True)
+    with open(item, "wb") as fh:  # row 2's item again as line 5
+        fh.writelines(raw[:4] + [raw[1]] + raw[4:])
+    token = raw[1].split(b"\t")[0].decode()
+    with pytest.raises(InputError, match=rf"Games.item:5: field 'item_id' = '{token}': "
+                                         r"already given on line 2"):
+        with atomic_rows(item, unique=["item_id"]) as (_, rows):
+            list(rows)
+    problems = []
+    with atomic_rows(item, problems=problems, unique=["item_id"]) as (_, rows):
+        assert len(list(rows)) == len(raw)  # reported, and reading goes on
+    assert [(p.line, p.field, p.value) for p in problems] == [(5, "item_id", token)]
+    with atomic_rows(item) as (_, rows):  # not asked: repeats pass
+        assert len(list(rows)) == len(raw)
+
+
 def test_check_dataset_names_missing_items_and_counts_short_users(games):
     inter, item = games
     assert check_dataset(inter, item, need=3) == []
