@@ -8,8 +8,9 @@ is LLM2Vec): the first starts from `backbone`, each next one from the previous o
 Top-level keys (`backbone`, `run_dir`, `datasets`, `data_path`, `seed`, ...) apply to every
 stage; a section per stage (`csft`, `mntp`, `ic`, `extract`) overrides them. Extraction reads
 the last stage's `final/` into `<Dataset>.<extract.name>.feat`; `extract.stages: [csft, mntp, ic]`
-instead extracts each listed stage's `final/` into `<Dataset>.<name>_<stage>.feat` (the paper's
-stage ablation, from one run, nothing retrained). Every input is
+instead extracts each listed stage's `final/` into `<Dataset>.<name>_<stage>.feat`, the last
+stage's into `<Dataset>.<name>.feat` as without it (the paper's stage ablation, from one run,
+nothing retrained). Every input is
 checked before the first stage starts. A rerun skips what is up to date, resumes an interrupted
 stage from its last complete checkpoint, and redoes (moving the old outputs aside) every stage
 and `.feat` file whose input model, data or settings changed (`pretrain.provenance`).
@@ -49,7 +50,8 @@ def stage_configs(raw):
 def extract_sources(raw, configs):
     """(model folder, .feat name) pairs to extract after the stages `configs` of `raw`: the last
     stage's `final/` as `extract.name`, or with `extract.stages`, each listed stage's `final/`
-    as `<name>_<stage>`. ConfigError naming a listed stage the pipeline does not run."""
+    as `<name>_<stage>`, except the last stage's, which keeps `<name>` (one name per table: the
+    file a run without `extract.stages` writes). ConfigError naming a listed stage the pipeline does not run."""
     section = raw.get("extract") or {}
     name, stages, order = section.get("name"), section.get("stages"), list(configs)
     if stages is None:
@@ -63,7 +65,8 @@ def extract_sources(raw, configs):
         if stage not in order:
             raise ConfigError(f"not a stage of this pipeline ({', '.join(order)})",
                               field="extract.stages", value=stage)
-    return [(training.final_dir(configs[stage], stage), f"{name}_{stage}") for stage in stages]
+    return [(training.final_dir(configs[stage], stage),
+             name if stage == order[-1] else f"{name}_{stage}") for stage in stages]
 
 
 def extract_argv(raw, model, datasets=None, overwrite=False, name=None):

@@ -230,7 +230,8 @@ def test_pipeline_command_has_no_traceback(tmp_path):
 
 
 def test_stage_ablation_extracts_each_stage_from_one_run(tiny_qwen2_dir, tmp_path, capsys):
-    """extract.stages: <name>_csft/_mntp/_ic from each stage's final/, nothing retrained."""
+    """extract.stages: <name>_csft/_mntp and <name> (the last stage, IC) from each stage's final/,
+    nothing retrained."""
     data = write_slice(str(tmp_path / "data"), "Games", 8)
     raw = tiny_config(tiny_qwen2_dir, tmp_path / "run", data)
     raw["extract"].update(datasets=["Games"], stages=["csft", "mntp", "ic"])
@@ -239,7 +240,7 @@ def test_stage_ablation_extracts_each_stage_from_one_run(tiny_qwen2_dir, tmp_pat
     assert not (tmp_path / "run").exists()  # refused before any training
     paths = pipeline.run(raw)
     assert [os.path.basename(p) for p in paths] == [
-        "Games.llm2rec_csft.feat", "Games.llm2rec_mntp.feat", "Games.llm2rec_ic.feat"]
+        "Games.llm2rec_csft.feat", "Games.llm2rec_mntp.feat", "Games.llm2rec.feat"]
     tables = []
     for path, stage in zip(paths, ("csft", "mntp", "ic")):
         tokens, emb = read_feat(path)
