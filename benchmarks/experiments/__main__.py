@@ -27,6 +27,10 @@ def main(argv=None):
     p.add_argument("--variants", nargs="+", default=None,
                    help="run only these of the config's variants now ('-' for the runs "
                         "without a variant, e.g. ID-only models)")
+    p.add_argument("--models", nargs="+", default=None,
+                   help="run only these of the config's models now")
+    p.add_argument("--datasets", nargs="+", default=None,
+                   help="run only these of the config's datasets now")
     p.add_argument("--report", action="store_true", help="only rewrite the tables")
     p.add_argument("--list", action="store_true", help="list the runs and whether each is done")
     p.add_argument("--reanalyse", action="store_true",
@@ -42,6 +46,13 @@ def main(argv=None):
     if args.variants is not None:
         todo = dataclasses.replace(todo, only_variants=only(
             args.variants, [*exp.variants, NO_VARIANT], "variants", args.config))
+    if args.models is not None:
+        todo = dataclasses.replace(todo, models=only(args.models, exp.models, "models",
+                                                     args.config))
+    if args.datasets is not None:
+        chosen = only(args.datasets, exp.datasets, "datasets", args.config)
+        todo = dataclasses.replace(todo, blocks={block: [d for d in datasets if d in chosen]
+                                                 for block, datasets in exp.blocks.items()})
     if args.list:
         waiting = set(execute.pending(todo))
         for run in todo.runs():

@@ -130,3 +130,15 @@ def test_variants_option_runs_only_those_variants(config, capsys):
     assert listed == ["SASRec.Games.-.seed0.json", "TextSASRec.Games.rand.seed0.json"]
     with pytest.raises(InputError, match=r"field 'variants' = \['nope'\]: not among"):
         cli.main(["--config", config, "--list", "--variants", "nope"])
+
+
+def test_models_and_datasets_options_run_only_those(config, capsys):
+    text = open(config).read().replace("[Games]", "[Games, Beauty]")
+    open(config, "w").write(text)
+    cli.main(["--config", config, "--list", "--models", "TextSASRec", "--datasets", "Beauty"])
+    listed = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ["TextSASRec.Beauty.rand.seed0.json", "TextSASRec.Beauty.rand.mlp.seed0.json"]
+    with pytest.raises(InputError, match=r"field 'models' = \['GRU4Rec'\]: not among"):
+        cli.main(["--config", config, "--list", "--models", "GRU4Rec"])
+    with pytest.raises(InputError, match=r"field 'datasets' = \['Toys'\]: not among"):
+        cli.main(["--config", config, "--list", "--datasets", "Toys"])
