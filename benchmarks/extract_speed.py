@@ -10,11 +10,11 @@ on as soon as each dataset is done, so a long run that is stopped keeps its fini
     nice -n 19 python benchmarks/extract_speed.py --versus_plain \
         --model models/SmolLM2-135M-Instruct --data_path dataset/ --dataset Games --items 1000
 
-times `pretrain.extract`'s batching (`embed_texts`: titles longest first, each batch padded to
-its longest) against the reference's plain loop (batches of 16 in file order, each padded to its
-longest) on the first --items titles, with the same model object, dtype, thread count (--threads,
-default 1) and `torch.inference_mode`, and measures the machine's fp32 matmul FLOP/s in the same
-run (section "Versus a plain loop" of the results file).
+times `pretrain.extract`'s batching (`embed_texts`: each distinct title once, longest first, in
+batches of at most --batch_tokens padded tokens) against the reference's plain loop (batches of
+16 in file order, each padded to its longest) on the first --items titles, with the same model
+object, dtype, thread count (--threads, default 1) and `torch.inference_mode`, and measures the
+machine's fp32 matmul FLOP/s in the same run (section "Versus a plain loop" of the results file).
 """
 import os
 import shlex
@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from machine import machine  # noqa: E402
-from pretrain.extract import main  # noqa: E402
+from pretrain.extract import BATCH_TOKENS, main, token_batches  # noqa: E402
 from recbole_llm2rec.feat import atomic_write_text  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "extract.md")
@@ -31,7 +31,8 @@ HEADER = """# Item-title extraction speed (`pretrain.extract`)
 
 Written by `benchmarks/extract_speed.py`; one row per dataset and run. `seconds` covers
 tokenizing and embedding all titles (model loading excluded); tokens are the titles'
-tokens without padding.
+tokens without padding; batch is titles per batch in rows before 2026-12-02, padded tokens per
+batch (`--batch_tokens`) since.
 
 | date (UTC) | model | dataset | attention / pooling | device, dtype | batch | items | tokens | seconds | tokens/s | items/s |
 |---|---|---|---|---|---:|---:|---:|---:|---:|---:|
@@ -40,7 +41,8 @@ tokens without padding.
 
 def record(argv, runs, stamp):
     """Append the rows of `runs` and the command line to the results file (atomically)."""
-    batch = argv[argv.index("--batch_size") + 1] if "--batch_size" in argv else "32"
+    batch = argv[argv.index("--batch_tokens") + 1] if "--batch_tokens" in argv else BATCH_TOKENS
+    batch = f"{batch} tokens"
     model = argv[argv.index("--model") + 1]
     rows = "".join(
         f"| {stamp} | {model} | {r['dataset']} | {r['attention']} / {r['pooling']} | "
@@ -124,12 +126,11 @@ def plain_loop(model, tokenizer, texts, batch_size=16, max_length=512):
     return np.concatenate(rows), flops
 
 
-def sorted_padded_flops(model, lengths, batch_size):
-    """FLOPs `pretrain.extract.embed_texts` computes: longest first, each batch padded to its
-    first (longest) sequence."""
-    order = sorted(lengths, reverse=True)
-    return sum(forward_flops(model, [order[s]] * len(order[s:s + batch_size]))
-               for s in range(0, len(order), batch_size))
+def token_batch_flops(model, lengths, batch_tokens):
+    """FLOPs `pretrain.extract.embed_texts` computes for distinct titles of `lengths` tokens:
+    its `token_batches`, each padded to its first (longest) title."""
+    return sum(forward_flops(model, [lengths[b[0]]] * len(b))
+               for b in token_batches(lengths, batch_tokens))
 
 
 def versus_plain(argv):
@@ -150,8 +151,8 @@ def versus_plain(argv):
     p.add_argument("--data_path", default="dataset/")
     p.add_argument("--dataset", required=True)
     p.add_argument("--items", type=int, default=1000, help="the first N titles in file order")
-    p.add_argument("--batch_size", type=int, nargs="+", default=[32, 16],
-                   help="pretrain.extract batch sizes to time (its default is 32)")
+    p.add_argument("--batch_tokens", type=int, nargs="+", default=[BATCH_TOKENS],
+                   help=f"pretrain.extract batch budgets to time (its default: {BATCH_TOKENS})")
     p.add_argument("--plain_batch", type=int, default=16)
     p.add_argument("--repeats", type=int, default=2, help="passes of each way, alternated")
     p.add_argument("--threads", type=int, default=1)
@@ -165,23 +166,25 @@ def versus_plain(argv):
     model, tokenizer, info = load_encoder(args.model, dtype=args.dtype, device="cpu")
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True,
                                              max_length=args.max_length)["input_ids"]]
+    distinct = dict(zip(texts, lengths))  # embed_texts embeds each distinct title once
     useful = forward_flops(model, lengths)
     embed_texts(model, tokenizer, texts[:4], "mean", 4, args.max_length, desc="warm-up")
     peak_before = matmul_flops()
-    ways = [("pretrain.extract, longest first", b) for b in args.batch_size]
-    ways.append(("plain loop, file order", args.plain_batch))
+    ways = [("pretrain.extract, token batches", f"{b} tokens") for b in args.batch_tokens]
+    ways.append(("plain loop, file order", f"{args.plain_batch} titles"))
     seconds, walls, outputs, computed = {w: [] for w in ways}, {w: [] for w in ways}, {}, {}
     for r in range(args.repeats):
         for way in (ways if r % 2 == 0 else ways[::-1]):
             label, batch = way
+            size = int(batch.split()[0])
             start, wall = time.process_time(), time.perf_counter()
             if label.startswith("plain"):
-                outputs[way], computed[way] = plain_loop(model, tokenizer, texts, batch,
+                outputs[way], computed[way] = plain_loop(model, tokenizer, texts, size,
                                                          args.max_length)
             else:
-                outputs[way], _ = embed_texts(model, tokenizer, texts, "mean", batch,
-                                              args.max_length, desc=f"extract, batch {batch}")
-                computed[way] = sorted_padded_flops(model, lengths, batch)
+                outputs[way], _ = embed_texts(model, tokenizer, texts, "mean", size,
+                                              args.max_length, desc=f"extract, {batch}")
+                computed[way] = token_batch_flops(model, list(distinct.values()), size)
             seconds[way].append(time.process_time() - start)
             walls[way].append(time.perf_counter() - wall)
             print(f"{label}, batch {batch}: {seconds[way][-1]:.1f} CPU s, {walls[way][-1]:.1f} "
@@ -192,7 +195,9 @@ def versus_plain(argv):
     plain_rate = len(texts) / np.mean(seconds[plain])
     lines = [f"| way | batch | CPU s (mean of {args.repeats}) | wall s | items/s (CPU) | "
              f"vs plain loop | FLOPs computed / useful | useful GFLOP/s | of matmul peak | "
-             f"min cosine vs plain |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"min cosine vs plain | max abs diff / max abs value |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    ratios = []
     for way in ways:
         mean = float(np.mean(seconds[way]))
         rate = len(texts) / mean
@@ -201,21 +206,26 @@ def versus_plain(argv):
         lines.append(f"| {way[0]} | {way[1]} | {mean:.1f} | {np.mean(walls[way]):.1f} | "
                      f"{rate:.1f} | {rate / plain_rate:.2f}x | {computed[way] / useful:.2f} | "
                      f"{useful / mean / 1e9:.2f} | {useful / mean / peak:.1%} | "
-                     f"{cosine.min():.6f} |")
+                     f"{cosine.min():.6f} | {np.abs(a - b).max() / np.abs(b).max():.1e} |")
+        ratios += [rate / plain_rate] if way != plain else []
+    best = max(ratios)
+    verdict = (f"Target (>= 2x the plain loop's items/s, in CPU seconds): "
+               f"{'met' if best >= 2 else 'not met'}, best {best:.2f}x.")
     stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     block = (f"\n### {stamp}: {args.dataset}, first {len(texts)} titles in file order, "
              f"{info['backbone']}\n\n"
-             f"{len(texts)} titles, {sum(lengths)} tokens (mean {np.mean(lengths):.1f}, max "
-             f"{max(lengths)}); {info['dtype']}, {info.get('attention')} attention "
-             f"({info.get('attn_implementation')}), mean pooling, torch.inference_mode, "
+             f"{len(texts)} titles ({len(distinct)} distinct), {sum(lengths)} tokens (mean "
+             f"{np.mean(lengths):.1f}, max {max(lengths)}); {info['dtype']}, "
+             f"{info.get('attention')} attention ({info.get('attn_implementation')}), mean "
+             f"pooling, torch.inference_mode, "
              f"{args.threads} thread(s), same model object for every way. Machine fp32 matmul "
              f"(1024 x 1024, best of ~3 CPU s): {peak_before / 1e9:.1f} GFLOP/s before, "
              f"{peak_after / 1e9:.1f} after (the fraction uses their mean). Rates use the "
              f"process's CPU seconds (the machine is shared; wall seconds shown too), which "
              f"include tokenization and pooling, after one warm-up batch; \"useful\" FLOPs "
-             f"count real tokens only ({useful / 1e9:.1f} GFLOP in all), \"computed\" adds "
-             f"the padding.\n\n"
-             + "\n".join(lines) + "\n\n"
+             f"count real tokens of every title ({useful / 1e9:.1f} GFLOP in all), \"computed\" "
+             f"adds the padding (and pretrain.extract skips repeated titles).\n\n"
+             + "\n".join(lines) + "\n\n" + verdict + "\n\n"
              f"- `python benchmarks/extract_speed.py {shlex.join(argv)}` on {machine()}\n")
     old = open(RESULTS, encoding="utf-8").read() if os.path.isfile(RESULTS) else HEADER
     text = old if VERSUS_HEADER in old else old.rstrip("\n") + "\n" + VERSUS_HEADER

@@ -33,6 +33,7 @@ AUTO_POOLING = "auto"  # as the model declares it (pretrain.encoder_pooling)
 ATTENTION = ("bidirectional", "causal")
 PROMPTS = ("llmemb",)  # item texts other than the plain title (--prompt)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+BATCH_TOKENS = 512  # padded tokens per forward pass (see token_batches)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json", "spiece.model")
 
 
@@ -131,21 +132,38 @@ def pool(hidden, mask, pooling):
     raise ModelError(f"must be one of {', '.join(POOLING)}", field="pooling", value=pooling)
 
 
-def embed_texts(model, tokenizer, texts, pooling="mean", batch_size=32, max_length=512,
-                desc="embed", normalize=False):
-    """Embed `texts` (N strings), longest first, under a progress bar; `normalize` scales each
-    row to unit L2 norm. Returns (float32 [N, H], number of real tokens)."""
+def token_batches(lengths, batch_tokens):
+    """Split items of token counts `lengths` into batches of at most `batch_tokens` padded tokens.
+
+    Items go longest first (equal lengths keep their input order); a batch takes the next items
+    while its size times its first (longest) length stays within `batch_tokens`, so short titles
+    share big batches and long ones small batches; an item longer than the budget goes alone.
+    Returns lists of indices into `lengths`, each index exactly once."""
+    batches = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def embed_texts(model, tokenizer, texts, pooling="mean", batch_tokens=BATCH_TOKENS,
+                max_length=512, desc="embed", normalize=False):
+    """Embed `texts` (N strings) in `token_batches` of at most `batch_tokens` padded tokens,
+    each distinct text once, under a progress bar; `normalize` scales each row to unit L2 norm.
+    Returns (float32 [N, H] in the order of `texts`, number of real tokens of the N texts)."""
     if pooling not in POOLING:
         raise ModelError(f"must be one of {', '.join(POOLING)}", field="pooling", value=pooling)
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
-    features = [{k: encoded[k][i] for k in encoded.keys()} for i in range(len(texts))]
-    order = sorted(range(len(texts)), key=lambda i: -len(features[i]["input_ids"]))
+    distinct = list(dict.fromkeys(texts))  # a row depends on its text alone, not its batch
+    encoded = tokenizer(distinct, truncation=True, max_length=max_length)
+    features = [{k: encoded[k][i] for k in encoded.keys()} for i in range(len(distinct))]
+    lengths = [len(f["input_ids"]) for f in features]
     accepted = set(inspect.signature(model.forward).parameters)
     device = next(model.parameters()).device
-    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
-    with torch.inference_mode(), tqdm(total=len(texts), desc=desc, unit="item") as bar:
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+    out = np.zeros((len(distinct), model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode(), tqdm(total=len(distinct), desc=desc, unit="item") as bar:
+        for idx in token_batches(lengths, batch_tokens):
             batch = tokenizer.pad([features[i] for i in idx], return_tensors="pt")
             inputs = {k: v.to(device) for k, v in batch.items() if k in accepted}
             if "use_cache" in accepted:
@@ -156,7 +174,9 @@ def embed_texts(model, tokenizer, texts, pooling="mean", batch_size=32, max_leng
                 rows = torch.nn.functional.normalize(rows, dim=-1)
             out[idx] = rows.cpu().numpy()
             bar.update(len(idx))
-    return out, sum(len(f["input_ids"]) for f in features)
+    row = {text: i for i, text in enumerate(distinct)}
+    where = [row[text] for text in texts]
+    return out[where], sum(lengths[i] for i in where)
 
 
 def output_path(data_path, dataset, name):
@@ -197,9 +217,10 @@ def item_texts(data_path, dataset, title_field="title", prompt=None):
 
 
 def extract(model, data_path, datasets, name, title_field="title", pooling="mean", attention=None,
-            batch_size=32, max_length=512, device=None, dtype="auto", attn_implementation=None,
-            overwrite=False, normalize=False, prompt=None):
-    """Write `<Dataset>.<name>.feat` for each dataset, loading the model once.
+            batch_tokens=BATCH_TOKENS, max_length=512, device=None, dtype="auto",
+            attn_implementation=None, overwrite=False, normalize=False, prompt=None):
+    """Write `<Dataset>.<name>.feat` for each dataset, loading the model once; its sidecar's
+    `extraction` records how long the embedding took (see `timing`).
     Returns one dict per dataset: path, items, tokens, seconds (embedding time), and the meta."""
     pooling, normalize, declared = resolve_pooling(model, pooling, normalize)
     jobs = []
@@ -214,16 +235,29 @@ def extract(model, data_path, datasets, name, title_field="title", pooling="mean
                 title_field=title_field, prompt=prompt, normalized=bool(normalize), **declared)
     results = []
     for dataset, out, tokens, titles in jobs:
-        start = time.perf_counter()
-        emb, n_tokens = embed_texts(net, tokenizer, titles, pooling, batch_size, max_length,
+        start, cpu = time.perf_counter(), time.process_time()
+        emb, n_tokens = embed_texts(net, tokenizer, titles, pooling, batch_tokens, max_length,
                                     desc=f"extract {dataset}", normalize=normalize)
         seconds = time.perf_counter() - start
-        write_feat(out, tokens, emb, dict(meta, dataset=dataset))
+        device_name = str(next(net.parameters()).device)
+        took = timing(seconds, time.process_time() - cpu, len(tokens), n_tokens, device_name,
+                      batch_tokens)
+        write_feat(out, tokens, emb, dict(meta, dataset=dataset, extraction=took))
         results.append(dict(dataset=dataset, path=out, items=len(tokens), tokens=n_tokens,
-                            seconds=seconds, device=str(next(net.parameters()).device), **meta))
+                            seconds=seconds, device=device_name, **meta))
         print(f"{dataset}: {len(tokens)} items, {n_tokens} tokens in {seconds:.1f} s "
               f"({n_tokens / max(seconds, 1e-9):.0f} tokens/s) -> {out}")
     return results
+
+
+def timing(seconds, cpu_seconds, items, tokens, device, batch_tokens):
+    """The sidecar's `extraction` record: wall and process CPU seconds of embedding `items`
+    titles of `tokens` real tokens (tokenising, batching and pooling included, model loading
+    not), on `device` with torch's thread count, in batches of `batch_tokens`, and when."""
+    return dict(seconds=round(seconds, 3), cpu_seconds=round(cpu_seconds, 3), items=items,
+                tokens=tokens, device=device, threads=torch.get_num_threads(),
+                batch_tokens=batch_tokens,
+                finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
 
 
 def ensure_feat(data_path, dataset, name):
@@ -262,7 +296,9 @@ def build_parser():
                    help="decoder-only LLMs: default bidirectional; encoders keep their own")
     p.add_argument("--attn_implementation", choices=("eager", "sdpa", "flash_attention_2"),
                    default=None, help="default: flash_attention_2 on CUDA if installed, else sdpa")
-    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--batch_tokens", type=int, default=BATCH_TOKENS,
+                   help="padded tokens per forward pass: titles go longest first, and each "
+                        "batch takes as many as fit (short titles in big batches)")
     p.add_argument("--max_length", type=int, default=512, help="max tokens per title")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--dtype", choices=("auto",) + tuple(DTYPES), default="auto",
@@ -273,11 +309,11 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or args.max_length < 1:
-        bad = "batch_size" if args.batch_size < 1 else "max_length"
+    if args.batch_tokens < 1 or args.max_length < 1:
+        bad = "batch_tokens" if args.batch_tokens < 1 else "max_length"
         raise ModelError("must be positive", field=bad, value=getattr(args, bad))
     return extract(args.model, args.data_path, args.dataset, args.name, args.title_field,
-                   args.pooling, args.attention, args.batch_size, args.max_length, args.device,
+                   args.pooling, args.attention, args.batch_tokens, args.max_length, args.device,
                    args.dtype, args.attn_implementation, args.overwrite, args.normalize,
                    args.prompt)
 

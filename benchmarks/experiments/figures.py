@@ -1,8 +1,12 @@
-"""Pictures next to the tables: validation curves per run, and bars of the item-group metrics
-(warm/cold, popular/unpopular, frequent/rare) per model row. Small PNGs, meant to be committed."""
+"""Pictures next to the tables: validation curves per run, bars of the item-group metrics
+(warm/cold, popular/unpopular, frequent/rare) per model row, and test Recall@10 against each
+embedder's extraction time (the paper's Figure 5). Small PNGs, meant to be committed."""
+import json
 import os
 
-from benchmarks.experiments.tables import mean_std, ordered_rows, row_key, row_label
+from benchmarks.experiments.spec import NO_EMB
+from benchmarks.experiments.tables import family, mean_std, ordered_rows, row_key, row_label
+from recbole_llm2rec.feat import feat_path
 
 PAIRS = (("warm", "cold"), ("popular", "unpopular"), ("frequent", "rare"))
 
@@ -71,9 +75,85 @@ def group_bars(exp, records, path):
     return True
 
 
+def extraction_time(data_path, dataset, emb):
+    """(`extraction` record of `<Dataset>.<emb>.feat`'s sidecar, None) as `pretrain.extract`
+    writes it (wall seconds, items, tokens, device, threads, ...), or (None, why not)."""
+    path = feat_path(os.path.join(data_path, dataset), dataset, emb) + ".json"
+    try:
+        with open(path, encoding="utf-8") as fh:
+            took = json.load(fh).get("extraction")
+    except FileNotFoundError:
+        return None, "no .feat sidecar"
+    except (OSError, ValueError, AttributeError) as err:
+        return None, f"unreadable sidecar ({type(err).__name__})"
+    if not isinstance(took, dict) or not took.get("seconds") or not took.get("items"):
+        return None, "sidecar records no extraction time"
+    return took, None
+
+
+def metric_vs_extraction_time(exp, records, path):
+    """Test Recall@10 (mean over seeds) of each text row against its embedder's extraction wall
+    seconds per 1,000 items, one panel per dataset; ID-only rows as dashed lines at zero cost.
+    Returns (points {(dataset, row key): (seconds per 1,000 items, mean Recall@10)}, timed
+    {(dataset, emb): sidecar `extraction` record}, missing {(dataset, emb): why no time});
+    draws nothing when no embedder has a recorded time."""
+    points, times, missing = {}, {}, {}
+    for r in records:
+        if r["text_emb"] != NO_EMB and (r["dataset"], r["text_emb"]) not in times:
+            took, why = extraction_time(exp.data_path, r["dataset"], r["text_emb"])
+            times[(r["dataset"], r["text_emb"])] = took
+            if why:
+                missing[(r["dataset"], r["text_emb"])] = why
+    timed = {k: took for k, took in times.items() if took}
+    rows = ordered_rows(exp, records)
+    for d in exp.datasets:
+        for key in rows:
+            took = times.get((d, key[1]))
+            recall, _ = mean_std([r["test"].get("recall@10") for r in records
+                                  if r["dataset"] == d and row_key(r) == key])
+            if took and recall is not None:
+                points[(d, key)] = (1000 * took["seconds"] / took["items"], recall)
+    if not points:
+        return points, timed, missing
+    plt = _pyplot()
+    datasets = [d for d in exp.datasets if any(p[0] == d for p in points)]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
+    series = list(dict.fromkeys((k[0], k[2]) for _, k in points))  # (model, variant)
+    colours = plt.get_cmap("tab10")
+    for ax, d in zip(axes[0], datasets):
+        for i, (model, variant) in enumerate(series):
+            mine = [(k[1], xy) for (dd, k), xy in points.items()
+                    if dd == d and (k[0], k[2]) == (model, variant)]
+            if not mine:
+                continue
+            ax.scatter([xy[0] for _, xy in mine], [xy[1] for _, xy in mine], s=25,
+                       color=colours(i % 10), label=row_label((model, NO_EMB, variant)))
+            for emb, (x, y) in mine:
+                ax.annotate(emb, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        for key in rows:  # ID-only rows: no extraction at all
+            recall, _ = mean_std([r["test"].get("recall@10") for r in records
+                                  if r["dataset"] == d and row_key(r) == key])
+            if key[1] == NO_EMB and recall is not None and any(
+                    family(m) == family(key[0]) for m, _ in series):
+                ax.axhline(recall, ls="--", lw=1, color="grey")
+                ax.annotate(row_label(key), (0, recall), fontsize=7, color="grey",
+                            xycoords=("axes fraction", "data"), xytext=(3, 3),
+                            textcoords="offset points")
+        ax.set(title=d, xlabel="extraction wall seconds per 1,000 items", ylabel="test Recall@10")
+        ax.set_xlim(left=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{exp.name}: test Recall@10 (mean over seeds) vs extraction time", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return points, timed, missing
+
+
 def write_figures(exp, records):
-    """Write `<name>.curves.png` (and `<name>.groups.png` when there are groups) beside the
-    tables. Returns the names written."""
+    """Write `<name>.curves.png`, `<name>.groups.png` (when there are groups) and
+    `<name>.extraction.png` (when an embedder's extraction time is recorded) beside the tables.
+    Returns Markdown lines: the pictures, and which embedders the extraction figure leaves out."""
     os.makedirs(exp.results_dir, exist_ok=True)
     written = []
     if any(r.get("valid_curve") for r in records):
@@ -81,4 +161,27 @@ def write_figures(exp, records):
         written.append(f"{exp.name}.curves.png")
     if group_bars(exp, records, os.path.join(exp.results_dir, f"{exp.name}.groups.png")):
         written.append(f"{exp.name}.groups.png")
-    return written
+    lines = [f"![{p}]({p})" for p in written]
+    name = f"{exp.name}.extraction.png"
+    points, timed, missing = metric_vs_extraction_time(exp, records,
+                                                       os.path.join(exp.results_dir, name))
+    if points:
+        lines.append(f"![{name}]({name})")
+    if points or missing:
+        lines.append(extraction_note(points, timed, missing))
+    return lines
+
+
+def extraction_note(points, timed, missing):
+    """One Markdown line under the extraction figure: each time it uses, and who is left out."""
+    text = ("Test Recall@10 vs extraction time: wall seconds per 1,000 items from each `.feat` "
+            "sidecar's `extraction` record, written by `pretrain.extract`: " + "; ".join(
+                f"{emb} on {d} {1000 * t['seconds'] / t['items']:.1f} s ({t.get('device')}, "
+                f"{t.get('threads')} threads, {t.get('finished')})"
+                for (d, emb), t in sorted(timed.items())) + "." if points else
+            "Test Recall@10 vs extraction time: not drawn, no embedder's `.feat` sidecar "
+            "records its extraction time.")
+    if missing:
+        text += " Left out, no recorded time: " + "; ".join(
+            f"{emb} on {d} ({why})" for (d, emb), why in sorted(missing.items())) + "."
+    return text

@@ -249,7 +249,7 @@ def write_tables(exp):
 
     pictures = write_figures(exp, records)
     if pictures:
-        lines += ["## Pictures", ""] + [f"![{p}]({p})" for p in pictures] + [""]
+        lines += ["## Pictures", ""] + pictures + [""]
     lines += ["## Runs", ""]
     lines += [f"- {row_label(row_key(r))}, {r['dataset']}, seed {r['seed']}: "
               f"{r['epochs_run']} epochs (best {r.get('best_epoch')}, cap {r['epoch_cap']}), "

@@ -62,6 +62,9 @@ def test_runs_write_records_and_tables_and_resume(config, tmp_path, monkeypatch)
     assert "(cap 2: 1/1)" in md and "Random ranking (expected)" in md
     assert "![tiny.curves.png](tiny.curves.png)" in md and "![tiny.groups.png]" in md
     assert (tmp_path / "results" / "tiny.groups.png").stat().st_size > 1000
+    # `rand` was written without an extraction time: no Figure 5, and the note names it
+    assert "rand on Games (sidecar records no extraction time)" in md
+    assert not (tmp_path / "results" / "tiny.extraction.png").exists()
     rows = list(csv.DictReader(open(tmp_path / "results" / "tiny.csv")))
     assert [r["variant"] for r in rows] == ["-", "-", "mlp"]
     assert float(rows[0]["full.cold.recall@10"]) >= 0
@@ -142,3 +145,47 @@ def test_models_and_datasets_options_run_only_those(config, capsys):
         cli.main(["--config", config, "--list", "--models", "GRU4Rec"])
     with pytest.raises(InputError, match=r"field 'datasets' = \['Toys'\]: not among"):
         cli.main(["--config", config, "--list", "--datasets", "Toys"])
+
+
+def test_metric_vs_extraction_time_figure_lists_embedders_without_a_time(tmp_path):
+    from benchmarks.experiments import figures
+
+    root = write_slice(str(tmp_path / "data"), "Games", 3)
+    folder = os.path.join(root, "Games")
+    tokens = [line.split("\t")[0] for line in open(os.path.join(folder, "Games.item"))][1:]
+    emb = np.ones((len(tokens), 4))
+    took = {"seconds": 2.0, "items": 40, "tokens": 300, "device": "cpu", "threads": 1,
+            "finished": "2026-12-02 05:00 UTC"}
+    write_feat(feat_path(folder, "Games", "timed"), tokens, emb, {"extraction": took})
+    write_feat(feat_path(folder, "Games", "untimed"), tokens, emb)  # older file: no time
+    path = tmp_path / "fig.yaml"
+    path.write_text(f"name: fig\ndata_path: {root}\nresults_dir: {tmp_path / 'results'}\n"
+                    "datasets: [Games]\nmodels: [SASRec, TextSASRec]\n"
+                    "embedders: [timed, untimed, gone]\nseeds: [0, 1]\n")
+    exp = load_experiment(str(path))
+
+    def record(model, emb, seed, recall):
+        return {"model": model, "dataset": "Games", "text_emb": emb, "variant": "-",
+                "seed": seed, "test": {"recall@10": recall}, "analyses": {}}
+
+    records = [record("TextSASRec", "timed", 0, 0.10), record("TextSASRec", "timed", 1, 0.20),
+               record("TextSASRec", "untimed", 0, 0.30), record("TextSASRec", "gone", 0, 0.4),
+               record("SASRec", "-", 0, 0.05)]
+    out = tmp_path / "x.png"
+    points, timed, missing = figures.metric_vs_extraction_time(exp, records, str(out))
+    # 2 s for 40 items = 50 s per 1,000 items; Recall@10 is the mean of the two seeds
+    assert points.keys() == {("Games", ("TextSASRec", "timed", "-"))}
+    assert points[("Games", ("TextSASRec", "timed", "-"))] == pytest.approx((50.0, 0.15))
+    assert timed == {("Games", "timed"): took}
+    assert missing == {("Games", "untimed"): "sidecar records no extraction time",
+                       ("Games", "gone"): "no .feat sidecar"}
+    assert out.stat().st_size > 1000
+    lines = figures.write_figures(exp, records)
+    assert "![fig.extraction.png](fig.extraction.png)" in lines
+    note = lines[-1]
+    assert "timed on Games 50.0 s (cpu, 1 threads" in note
+    assert "gone on Games (no .feat sidecar); untimed on Games (sidecar records no " in note
+    assert (tmp_path / "results" / "fig.extraction.png").stat().st_size > 1000
+    # without any recorded time there is no figure, and the note says who has none
+    assert figures.metric_vs_extraction_time(exp, records[2:], str(tmp_path / "y.png"))[0] == {}
+    assert not (tmp_path / "y.png").exists()

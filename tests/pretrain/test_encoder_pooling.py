@@ -54,7 +54,7 @@ def hidden_alone(folder, title):
 
 def run(folder, data, name, *flags):
     main(["--model", folder, "--data_path", data, "--dataset", "Games", "--name", name,
-          "--batch_size", "4", "--device", "cpu", *flags])
+          "--batch_tokens", "32", "--device", "cpu", *flags])
     path = os.path.join(data, "Games", f"Games.{name}.feat")
     return read_feat(path)[1], json.load(open(path + ".json"))
 

@@ -10,7 +10,7 @@ from transformers import MistralConfig
 
 from pretrain.common import DataError, read_item_titles
 from pretrain.extract import (ModelError, embed_texts, ensure_feat, load_encoder, main,
-                              package_folder, pool)
+                              package_folder, pool, token_batches)
 from pretrain.models import BackboneError
 from recbole_llm2rec.feat import FeatError, read_feat
 from slices import FIXTURES, write_slice
@@ -29,17 +29,21 @@ def item_titles(data_path, dataset):
 
 def test_feat_round_trips_by_token(games, tiny_qwen2_dir):
     main(["--model", tiny_qwen2_dir, "--data_path", games, "--dataset", "Games",
-          "--name", "tiny", "--batch_size", "5", "--device", "cpu"])
+          "--name", "tiny", "--batch_tokens", "40", "--device", "cpu"])
     path = os.path.join(games, "Games", "Games.tiny.feat")
     tokens, emb = read_feat(path)
     item_tokens, titles = item_titles(games, "Games")
     assert tokens == item_tokens and emb.shape == (len(titles), 32) and emb.dtype == np.float32
     meta = json.load(open(path + ".json"))
+    model, tok, _ = load_encoder(tiny_qwen2_dir, device="cpu")
     assert (meta["attention"], meta["pooling"], meta["model_type"], meta["dim"]) == (
         "bidirectional", "mean", "qwen2", 32)
+    took = meta["extraction"]  # what the metric-vs-extraction-time figure reads
+    assert (took["items"], took["device"], took["batch_tokens"]) == (len(titles), "cpu", 40)
+    assert took["tokens"] == sum(len(ids) for ids in tok(titles).input_ids)
+    assert took["seconds"] > 0 and took["cpu_seconds"] > 0 and took["threads"] >= 1
     # Each row is its own title's embedding, whatever its batch or position in the file.
-    model, tok, _ = load_encoder(tiny_qwen2_dir, device="cpu")
-    alone, _ = embed_texts(model, tok, [titles[7]], batch_size=1)
+    alone, _ = embed_texts(model, tok, [titles[7]], batch_tokens=1)
     assert np.allclose(emb[7], alone[0], atol=1e-5)
     assert not np.allclose(emb[7], emb[8], atol=1e-3)
 
@@ -48,11 +52,38 @@ def test_feat_round_trips_by_token(games, tiny_qwen2_dir):
 def test_rows_do_not_depend_on_batching(games, tiny_llm_dir, attention):
     _, titles = item_titles(games, "Games")
     model, tok, _ = load_encoder(tiny_llm_dir, attention=attention, device="cpu")
-    batched, n_tokens = embed_texts(model, tok, titles, batch_size=8)
-    alone, _ = embed_texts(model, tok, titles, batch_size=1)
+    # two titles twice: each text is embedded once, and every item gets its row
+    seen = []
+    hook = model.register_forward_hook(
+        lambda module, args, kwargs, out: seen.append(len(kwargs["input_ids"])), with_kwargs=True)
+    batched, n_tokens = embed_texts(model, tok, titles + titles[:2], batch_tokens=64)
+    hook.remove()
+    assert sum(seen) == len(set(titles)) and len(seen) > 1
+    alone, _ = embed_texts(model, tok, titles, batch_tokens=1)
     lengths = [len(ids) for ids in tok(titles).input_ids]
-    assert len(set(lengths)) > 3 and n_tokens == sum(lengths)  # batches really were padded
+    assert n_tokens == sum(lengths) + lengths[0] + lengths[1]
+    assert np.array_equal(batched[-2:], batched[:2])
+    batched = batched[:-2]
+    # batches of several titles of different lengths really were padded
+    assert any(len({lengths[i] for i in b}) > 1 for b in token_batches(lengths, 64))
     assert np.allclose(batched, alone, atol=1e-5)
+
+
+
+def test_token_batches_cover_every_item_once_within_the_budget():
+    # longest first, equal lengths in input order; a batch grows while size x longest <= 10
+    assert token_batches([3, 5, 1, 5, 2, 9, 1], 10) == [[5], [1, 3], [0, 4, 2], [6]]
+    assert token_batches([12, 4], 10) == [[0], [1]]  # over the budget: alone
+    assert token_batches([], 10) == []
+    lengths = np.random.default_rng(0).integers(1, 60, size=500).tolist()
+    for budget in (1, 64, 512, 4096):
+        batches = token_batches(lengths, budget)
+        order = [i for b in batches for i in b]
+        assert sorted(order) == list(range(len(lengths)))  # each item exactly once
+        assert order == sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+        assert all(len(b) * max(lengths[i] for i in b) <= budget or len(b) == 1 for b in batches)
+        # greedy: no batch could have taken the next item
+        assert all((len(b) + 1) * lengths[b[0]] > budget for b in batches[:-1])
 
 
 def test_bidirectional_and_causal_differ(games, tiny_qwen2_dir):
@@ -101,7 +132,7 @@ def test_minilm_on_real_titles(tmp_path):
     assert tokens == item_titles(data, "Games")[0] and emb.shape == (len(tokens), 384)
     assert len(tokens) > 30 and json.load(open(path + ".json"))["attention"] == "encoder"
     model, tok, _ = load_encoder("minilm", device="cpu")
-    alone, _ = embed_texts(model, tok, item_titles(data, "Games")[1][:3], batch_size=1)
+    alone, _ = embed_texts(model, tok, item_titles(data, "Games")[1][:3], batch_tokens=1)
     assert np.allclose(emb[:3], alone, atol=1e-4)
     # A trained sentence encoder: two Zelda titles are closer than a Zelda title and a microphone.
     every = dict(zip(*read_item_titles(os.path.join(FIXTURES, "Games", "Games.item"))))

@@ -38,7 +38,7 @@ def tiny_config(model, run_dir, data):
     return {"backbone": model, "run_dir": str(run_dir), "data_path": data,
             "datasets": ["Games"], "report_to": [], "attn_implementation": "eager",
             "csft": dict(TINY), "mntp": dict(TINY), "ic": dict(TINY),
-            "extract": {"name": "llm2rec", "datasets": ["Games", "Beauty"], "batch_size": 8}}
+            "extract": {"name": "llm2rec", "datasets": ["Games", "Beauty"], "batch_tokens": 64}}
 
 
 def test_shipped_configs_resolve():
@@ -105,7 +105,7 @@ def embed_again(model, data, dataset, tokens):
     item_tokens, titles = read_item_titles(os.path.join(data, dataset, f"{dataset}.item"))
     title = dict(zip(item_tokens, titles))
     net, tokenizer, _ = load_encoder(model, device="cpu")
-    return embed_texts(net, tokenizer, [title[t] for t in tokens], batch_size=2)[0]
+    return embed_texts(net, tokenizer, [title[t] for t in tokens], batch_tokens=16)[0]
 
 
 def printed(capsys, prefix):

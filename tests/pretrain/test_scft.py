@@ -175,7 +175,7 @@ def test_llmemb_pipeline_trains_scft_alone_and_extracts_the_same_prompt_and_pool
         f"--backbone={tiny_llama_dir}", f"--run_dir={tmp_path}", f"--data_path={games_attrs}",
         "--report_to=[]", "--attn_implementation=eager", "--scft.max_steps=2",
         "--scft.batch_size=4", "--scft.micro_batch_size=4", "--scft.save_steps=1",
-        "--extract.datasets=[Games]", "--extract.batch_size=8"])
+        "--extract.datasets=[Games]", "--extract.batch_tokens=64"])
     path, = pipeline.run(raw)
     meta = json.load(open(path + ".json"))
     assert (meta["prompt"], meta["pooling"], meta["attention"]) == ("llmemb", "mean", "causal")
