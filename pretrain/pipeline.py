@@ -17,7 +17,6 @@ and `.feat` file whose input model, data or settings changed (`pretrain.provenan
 """
 import argparse
 import dataclasses
-import json
 import os
 
 from pretrain import provenance, training
@@ -25,7 +24,7 @@ from pretrain.sequences import load_dataset_titles
 from pretrain.stage_config import (STAGES, ConfigError, apply_overrides, build, pipeline_stages,
                                    read_yaml, stage_settings)
 from recbole_llm2rec.errors import cli_main
-from recbole_llm2rec.feat import FeatError
+from recbole_llm2rec.feat import FeatError, read_sidecar
 
 SHARED_ONLY = {"backbone", "stages"}
 # Extraction settings that change a .feat file's rows: sidecar key -> extract argument.
@@ -126,25 +125,15 @@ def check_inputs(configs, raw):
     return parsed
 
 
-def sidecar(feat):
-    """The `.feat` file's sidecar meta (dict), or None when absent or unreadable."""
-    try:
-        with open(feat + ".json", encoding="utf-8") as fh:
-            meta = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
 def ours(feat, model):
     """True when `feat`'s sidecar says it was extracted from model folder `model`."""
-    return (sidecar(feat) or {}).get("backbone") == model
+    return (read_sidecar(feat) or {}).get("backbone") == model
 
 
 def feat_differences(feat, args):
     """Why `feat` is not what extraction with `args` from `args.model` would write now: missing,
     another model, other model content (fingerprint) or other settings. Empty when current."""
-    meta = sidecar(feat)
+    meta = read_sidecar(feat)
     if not os.path.isfile(feat) or meta is None:
         return ["missing"]
     if meta.get("backbone") != args.model:

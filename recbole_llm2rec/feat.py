@@ -16,7 +16,7 @@ from recbole_llm2rec.errors import InputError
 from recbole_llm2rec.feat_cache import load_cache, source_key, store_cache
 
 __all__ = ["ID_FIELD", "EMB_FIELD", "FeatError", "feat_path", "atomic_write_text", "write_feat",
-           "read_feat", "align_embeddings", "load_aligned"]
+           "read_feat", "read_sidecar", "align_embeddings", "load_aligned"]
 
 ID_FIELD = "item_id:token"
 EMB_FIELD = "item_emb:float_seq"
@@ -62,6 +62,17 @@ def write_feat(path, tokens, embeddings, meta=None):
     info = dict(meta or {})
     info.update(num_items=len(tokens), dim=int(embeddings.shape[1]))
     atomic_write_text(path + ".json", lambda fh: json.dump(info, fh, indent=2, sort_keys=True))
+
+
+def read_sidecar(path):
+    """The sidecar meta (dict) of the `.feat` file at `path`, or None when it is absent,
+    unreadable or not a JSON object."""
+    try:
+        with open(path + ".json", encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def read_feat(path):

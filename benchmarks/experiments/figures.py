@@ -1,12 +1,11 @@
 """Pictures next to the tables: validation curves per run, bars of the item-group metrics
 (warm/cold, popular/unpopular, frequent/rare) per model row, and test Recall@10 against each
 embedder's extraction time (the paper's Figure 5). Small PNGs, meant to be committed."""
-import json
 import os
 
 from benchmarks.experiments.spec import NO_EMB
 from benchmarks.experiments.tables import family, mean_std, ordered_rows, row_key, row_label
-from recbole_llm2rec.feat import feat_path
+from recbole_llm2rec.feat import feat_path, read_sidecar
 
 PAIRS = (("warm", "cold"), ("popular", "unpopular"), ("frequent", "rare"))
 
@@ -78,14 +77,12 @@ def group_bars(exp, records, path):
 def extraction_time(data_path, dataset, emb):
     """(`extraction` record of `<Dataset>.<emb>.feat`'s sidecar, None) as `pretrain.extract`
     writes it (wall seconds, items, tokens, device, threads, ...), or (None, why not)."""
-    path = feat_path(os.path.join(data_path, dataset), dataset, emb) + ".json"
-    try:
-        with open(path, encoding="utf-8") as fh:
-            took = json.load(fh).get("extraction")
-    except FileNotFoundError:
-        return None, "no .feat sidecar"
-    except (OSError, ValueError, AttributeError) as err:
-        return None, f"unreadable sidecar ({type(err).__name__})"
+    feat = feat_path(os.path.join(data_path, dataset), dataset, emb)
+    meta = read_sidecar(feat)
+    if meta is None:
+        return None, ("unreadable sidecar" if os.path.exists(feat + ".json")
+                      else "no .feat sidecar")
+    took = meta.get("extraction")
     if not isinstance(took, dict) or not took.get("seconds") or not took.get("items"):
         return None, "sidecar records no extraction time"
     return took, None
@@ -106,13 +103,13 @@ def metric_vs_extraction_time(exp, records, path):
                 missing[(r["dataset"], r["text_emb"])] = why
     timed = {k: took for k, took in times.items() if took}
     rows = ordered_rows(exp, records)
-    for d in exp.datasets:
-        for key in rows:
-            took = times.get((d, key[1]))
-            recall, _ = mean_std([r["test"].get("recall@10") for r in records
-                                  if r["dataset"] == d and row_key(r) == key])
-            if took and recall is not None:
-                points[(d, key)] = (1000 * took["seconds"] / took["items"], recall)
+    recalls = {(d, key): mean_std([r["test"].get("recall@10") for r in records
+                                   if r["dataset"] == d and row_key(r) == key])[0]
+               for d in exp.datasets for key in rows}
+    for (d, key), recall in recalls.items():
+        took = times.get((d, key[1]))
+        if took and recall is not None:
+            points[(d, key)] = (1000 * took["seconds"] / took["items"], recall)
     if not points:
         return points, timed, missing
     plt = _pyplot()
@@ -131,8 +128,7 @@ def metric_vs_extraction_time(exp, records, path):
             for emb, (x, y) in mine:
                 ax.annotate(emb, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         for key in rows:  # ID-only rows: no extraction at all
-            recall, _ = mean_std([r["test"].get("recall@10") for r in records
-                                  if r["dataset"] == d and row_key(r) == key])
+            recall = recalls[(d, key)]
             if key[1] == NO_EMB and recall is not None and any(
                     family(m) == family(key[0]) for m, _ in series):
                 ax.axhline(recall, ls="--", lw=1, color="grey")
