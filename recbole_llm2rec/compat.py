@@ -79,14 +79,17 @@ def read_checkpoint(path, map_location="cpu"):
 
 class SafeCheckpointMixin:
     """Trainer mixin: checkpoints loadable by `torch.load(..., weights_only=True)`; keeps the
-    last validation result (`last_valid_result`) for per-epoch callbacks; builds the optimizer
-    over the model's `optimizer_param_groups()` where it defines them."""
+    last validation result (`last_valid_result`) for per-epoch callbacks and every validation
+    score (`valid_scores`); writes and reads a resume state (`save_resume_state`, `resume`);
+    builds the optimizer over the model's `optimizer_param_groups()` where it defines them."""
 
     last_valid_result = None
+    valid_scores = ()
 
     def _valid_epoch(self, valid_data, show_progress=False):
         score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
         self.last_valid_result = result
+        self.valid_scores = [*self.valid_scores, float(score)]
         return score, result
 
     def _build_optimizer(self, **kwargs):
@@ -96,11 +99,8 @@ class SafeCheckpointMixin:
             kwargs["params"] = groups()
         return super()._build_optimizer(**kwargs)
 
-    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
-        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        state = {
+    def _checkpoint_state(self, epoch):
+        return {
             "format": CHECKPOINT_FORMAT,
             "config": plain_config(self.config),
             "external_config": plain_values(self.config.external_config_dict),
@@ -111,9 +111,67 @@ class SafeCheckpointMixin:
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
         }
-        torch.save(state, saved_model_file)
+
+    def _is_writer(self):
+        return self.config["single_spec"] or self.config["local_rank"] == 0
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self._is_writer():
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        torch.save(self._checkpoint_state(epoch), saved_model_file)
         if verbose:
             self.logger.info(f"Saving current: {saved_model_file}")
+
+    def save_resume_state(self, epoch, path):
+        """Write what `resume` needs to continue training after `epoch` (call it after that
+        epoch's validation, once `fit` has saved any new best checkpoint): the checkpoint of
+        the current weights and optimizer, plus the early-stopping state, every validation
+        score so far and the name of the best checkpoint (which must stay beside `path`).
+        Written to a temporary file, then renamed over `path`."""
+        if not self._is_writer():
+            return
+        best = self.best_valid_result
+        state = {**self._checkpoint_state(epoch), "kind": "resume",
+                 "best_model_file": os.path.basename(self.saved_model_file),
+                 "best_valid_result": None if best is None else {
+                     str(k): float(v) for k, v in best.items()},
+                 "valid_scores": list(self.valid_scores)}
+        tmp = f"{path}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    def resume(self, path):
+        """Continue from `save_resume_state`'s file: weights, optimizer, early-stopping state,
+        validation scores and best checkpoint; `fit` then starts at the next epoch. The file
+        must have been written for the same settings. Returns the epoch it resumes after.
+        Random-number state is not restored: a resumed run shuffles its later epochs
+        differently from one never stopped."""
+        state = read_checkpoint(path, map_location=self.device)
+        if state.get("kind") != "resume":
+            raise InputError("not a resume state (a best-model checkpoint?); resume states "
+                             "are written by save_resume_state", path=path)
+        given = plain_values(self.config.external_config_dict)
+        changed = sorted(k for k in set(given) | set(state["external_config"])
+                         if given.get(k) != state["external_config"].get(k))
+        if changed:
+            raise InputError(f"resume state written for other settings ({', '.join(changed)} "
+                             f"differ); delete it to start this run again", path=path)
+        best = os.path.join(os.path.dirname(path), state["best_model_file"])
+        if not os.path.isfile(best):
+            raise InputError(f"the best checkpoint it names ({state['best_model_file']}) is "
+                             f"missing beside it; delete it to start this run again", path=path)
+        self.model.load_state_dict(state["state_dict"])
+        self.model.load_other_parameter(state.get("other_parameter"))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_epoch = state["epoch"] + 1
+        self.cur_step = state["cur_step"]
+        self.best_valid_score = state["best_valid_score"]
+        self.best_valid_result = state["best_valid_result"]
+        self.valid_scores = list(state["valid_scores"])
+        self.saved_model_file = best
+        self.logger.info(f"Resumed from {path} after epoch {state['epoch']}")
+        return state["epoch"]
 
 
 _TRAINERS = {}

@@ -195,11 +195,18 @@ def start_logging(config, warnings=()):
 
 
 def run(model, dataset, config_file_list=None, config_dict=None, overrides=None, saved=True,
-        callback_fn=None):
+        callback_fn=None, resume_path=None):
     """Train and test one model. `callback_fn(epoch_idx, valid_result)` runs after each validation.
 
-    Returns a dict with best_valid_score, best_valid_result, test_result, the config, the
-    trained model (best checkpoint loaded when saved) and the data (dataset, train, valid, test).
+    With `resume_path` (and `saved`), the trainer's state is written there after every
+    validation (`save_resume_state`), training resumes from that file when it exists (a run
+    killed earlier; it must have the same settings), and the file is removed once training
+    has finished.
+
+    Returns a dict with best_valid_score, best_valid_result, test_result, valid_scores (every
+    validation's score, resumed ones included), resumed_after (the epoch training resumed
+    after, or None), the config, the trained model (best checkpoint loaded when saved) and
+    the data (dataset, train, valid, test).
     """
     config, model_class = build_config(model, dataset, config_file_list, config_dict, overrides)
     warnings = check_data(config)
@@ -214,14 +221,22 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
     net = model_class(config, train_data._dataset).to(config["device"])
     logger.info(net)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
-    epoch_callback = None
-    if callback_fn is not None:
-        def epoch_callback(epoch_idx, valid_score):
+    resume_path = resume_path if saved else None
+    resumed_after = None
+    if resume_path and os.path.isfile(resume_path):
+        resumed_after = trainer.resume(resume_path)
+
+    def epoch_callback(epoch_idx, valid_score):
+        if resume_path:
+            trainer.save_resume_state(epoch_idx, resume_path)
+        if callback_fn is not None:
             callback_fn(epoch_idx, trainer.last_valid_result)
 
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"],
         callback_fn=epoch_callback)
+    if resume_path and os.path.isfile(resume_path):
+        os.remove(resume_path)
     test_result = trainer.evaluate(test_data, load_best_model=saved,
                                    show_progress=config["show_progress"])
     logger.info(f"best valid: {dict(best_valid_result)}")
@@ -230,6 +245,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
         "best_valid_score": best_valid_score,
         "best_valid_result": best_valid_result,
         "test_result": test_result,
+        "valid_scores": list(trainer.valid_scores),
+        "resumed_after": resumed_after,
         "valid_score_bigger": config["valid_metric_bigger"],
         "config": config,
         "model_file": trainer.saved_model_file if saved else None,

@@ -1,10 +1,11 @@
 """Training one run and writing its record; all pending runs, in turn or in parallel through Ray.
 
-A run's record (one JSON file, written atomically once the run has finished, so a killed run
-leaves nothing and simply runs again) holds: model, dataset, text_emb, variant, seed, overrides,
-test (RecBole's test metrics), best_valid, epochs_run, best_epoch, epoch_cap, valid_curve,
-analyses (see recbole_llm2rec.evaluation.evaluate_test), cold_start (the protocol, when used),
-checkpoint, wall_s, finished, machine, command.
+A run's record (one JSON file, written atomically once the run has finished) holds: model,
+dataset, text_emb, variant, seed, overrides, test (RecBole's test metrics), best_valid,
+epochs_run, best_epoch, epoch_cap, valid_curve, resumed_after_epoch, analyses (see
+recbole_llm2rec.evaluation.evaluate_test), cold_start (the protocol, when used), checkpoint,
+wall_s (this attempt's), finished, machine, command. A killed run has no record; it runs again
+and its training resumes after its last validated epoch (`RESUME_FILE` beside its checkpoints).
 """
 import json
 import os
@@ -14,7 +15,7 @@ from benchmarks.experiments.spec import ROOT
 from benchmarks.machine import machine
 from recbole_llm2rec.feat import atomic_write_text
 
-VALID_METRIC = "recall@20"  # props/overall.yaml's valid_metric
+RESUME_FILE = "resume.pth"  # in the run's checkpoint folder while it trains
 
 
 def run_settings(exp, run):
@@ -48,10 +49,11 @@ def train_and_evaluate(exp, run, command=""):
     the command line recorded in it."""
     from recbole_llm2rec.quick_start import run as recbole_run
 
-    start, curve = time.time(), []
+    start = time.time()
     settings, dataset, cold = run_settings(exp, run)
     out = recbole_run(run.model, dataset, config_dict=settings,
-                      callback_fn=lambda epoch, result: curve.append(float(result[VALID_METRIC])))
+                      resume_path=os.path.join(settings["checkpoint_dir"], RESUME_FILE))
+    curve = out["valid_scores"]  # the config's valid_metric (props: Recall@20), every epoch
     data, train_data, _, test_data = out["data"]
     analyses = analyse(exp, run, out["model"], data, train_data, test_data, cold)
     return {
@@ -64,6 +66,7 @@ def train_and_evaluate(exp, run, command=""):
         "best_epoch": 1 + curve.index(max(curve)) if curve else None,
         "epoch_cap": int(out["config"]["epochs"]),
         "valid_curve": curve,
+        "resumed_after_epoch": out["resumed_after"],
         "analyses": analyses,
         "cold_start": None if cold is None else {
             k: cold[k] for k in ("name", "fraction", "seed", "n_items", "n_users",

@@ -1,5 +1,6 @@
 """A real (short) training + evaluation on ml-100k, with the embedded default embedder."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -108,3 +109,66 @@ def test_cli_rejects_malformed_arguments():
     proc = subprocess.run([sys.executable, "run_recbole.py", "--model=SASRec", "epochs=3"],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode != 0 and "unrecognised argument 'epochs=3'" in proc.stderr
+
+
+class Killed(Exception):
+    """Stands for the process being killed after an epoch's validation."""
+
+
+def test_a_killed_run_resumes_after_its_last_validated_epoch(ml100k, tmp_path):
+    root, _ = ml100k
+    settings = {**FAST, "epochs": 3, "data_path": root, "checkpoint_dir": str(tmp_path)}
+    state_file = str(tmp_path / "resume.pth")
+
+    def killed_after_epoch_0(epoch, valid):
+        if epoch == 0:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run("SASRec", "ml-100k", config_dict=settings, resume_path=state_file,
+            callback_fn=killed_after_epoch_0)
+    state = torch.load(state_file, weights_only=True)  # plain values: the safe loader reads it
+    assert state["epoch"] == 0 and len(state["valid_scores"]) == 1
+    assert state["best_valid_score"] == max(state["valid_scores"])
+    best_file = str(tmp_path / state["best_model_file"])
+    shutil.copy(state_file, state_file + ".kept")  # for the weight check below
+    assert os.path.isfile(best_file) and not os.path.exists(state_file + ".tmp")
+
+    # settings that differ are refused, naming the file and the setting; the state is kept
+    with pytest.raises(InputError, match=r"resume\.pth.*learning_rate differ"):
+        run("SASRec", "ml-100k", config_dict={**settings, "learning_rate": 0.5},
+            resume_path=state_file)
+    assert os.path.isfile(state_file)
+
+    epochs = []
+    result = run("SASRec", "ml-100k", config_dict=settings, resume_path=state_file,
+                 callback_fn=lambda epoch, valid: epochs.append(epoch))
+    assert epochs == [1, 2] and result["resumed_after"] == 0
+    assert result["valid_scores"][:1] == state["valid_scores"] and len(result["valid_scores"]) == 3
+    assert result["best_valid_score"] == max(result["valid_scores"])
+    assert set(result["best_valid_result"]) >= {"recall@20", "ndcg@10"}
+    # training continued from the saved weights and optimizer
+    config = result["config"]
+    trainer = get_trainer(config["MODEL_TYPE"], "SASRec")(
+        config, resolve_model("SASRec")(config, result["data"][1]._dataset))
+    trainer.saved_model_file, trainer.valid_scores = best_file, []
+    trainer._save_checkpoint(0, verbose=False, saved_model_file=str(tmp_path / "fresh.pth"))
+    fresh = torch.load(str(tmp_path / "fresh.pth"), weights_only=True)
+    assert trainer.resume(state_file + ".kept") == 0 and trainer.start_epoch == 1
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(value, state["state_dict"][name]), name
+    assert any(not torch.equal(fresh["state_dict"][n], v) for n, v in state["state_dict"].items())
+    assert trainer.optimizer.state_dict()["state"][0]["step"] == state["optimizer"]["state"][0]["step"] > 0
+    os.remove(str(tmp_path / "fresh.pth"))
+    os.remove(state_file + ".kept")
+    # the best checkpoint is the one in use since before the kill (overwritten on improvement)
+    assert result["model_file"] == best_file and not os.path.exists(state_file)
+    assert len([f for f in os.listdir(tmp_path) if f.endswith(".pth")]) == 1
+
+
+def test_a_run_without_resume_path_keeps_no_resume_state(ml100k, tmp_path):
+    root, _ = ml100k
+    result = run("SASRec", "ml-100k", config_dict={
+        **FAST, "epochs": 1, "data_path": root, "checkpoint_dir": str(tmp_path)})
+    assert result["resumed_after"] is None and len(result["valid_scores"]) == 1
+    assert os.listdir(tmp_path) == [os.path.basename(result["model_file"])]
