@@ -17,6 +17,7 @@ import torch
 import recbole.model.sequential_recommender  # noqa: F401  (runs sine.py's global switch)
 from recbole.utils import get_trainer as _recbole_get_trainer
 
+from recbole_llm2rec.atomic import atomic_write_bytes
 from recbole_llm2rec.errors import InputError
 
 torch.autograd.set_detect_anomaly(False)
@@ -128,7 +129,7 @@ class SafeCheckpointMixin:
         epoch's validation, once `fit` has saved any new best checkpoint): the checkpoint of
         the current weights and optimizer, plus the early-stopping state, every validation
         score so far and the name of the best checkpoint (which must stay beside `path`).
-        Written to a temporary file, then renamed over `path`."""
+        Written to a temporary file, then renamed over `path` (`atomic_write_bytes`)."""
         if not self._is_writer():
             return
         best = self.best_valid_result
@@ -137,9 +138,7 @@ class SafeCheckpointMixin:
                  "best_valid_result": None if best is None else {
                      str(k): float(v) for k, v in best.items()},
                  "valid_scores": list(self.valid_scores)}
-        tmp = f"{path}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, lambda fh: torch.save(state, fh))
 
     def resume(self, path):
         """Continue from `save_resume_state`'s file: weights, optimizer, early-stopping state,

@@ -133,6 +133,7 @@ def test_a_killed_run_resumes_after_its_last_validated_epoch(ml100k, tmp_path):
     best_file = str(tmp_path / state["best_model_file"])
     shutil.copy(state_file, state_file + ".kept")  # for the weight check below
     assert os.path.isfile(best_file) and not os.path.exists(state_file + ".tmp")
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
     # settings that differ are refused, naming the file and the setting; the state is kept
     with pytest.raises(InputError, match=r"resume\.pth.*learning_rate differ"):
