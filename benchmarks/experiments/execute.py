@@ -59,7 +59,7 @@ def train_and_evaluate(exp, run, command=""):
     return {
         "model": run.model, "dataset": run.dataset, "text_emb": run.text_emb,
         "variant": run.variant, "seed": run.seed,
-        "overrides": exp.variants[run.variant]["set"] if run.variant in exp.variants else {},
+        "overrides": exp.variant_settings(run) if run.variant in exp.variants else {},
         "test": {k: float(v) for k, v in out["test_result"].items()},
         "best_valid": {k: float(v) for k, v in out["best_valid_result"].items()},
         "epochs_run": len(curve),

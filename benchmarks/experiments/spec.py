@@ -82,7 +82,9 @@ class Experiment:
                     if self.only_variants is not None:
                         variants = [v for v in variants if v in self.only_variants]
                     runs += [Run(model, dataset, emb, variant, seed)
-                             for emb in embs for variant in variants]
+                             for emb in embs for variant in variants
+                             if variant == NO_VARIANT or emb == NO_EMB
+                             or emb in self.variants[variant]["embedders"]]
         return runs
 
     def settings(self, run):
@@ -91,8 +93,15 @@ class Experiment:
         if run.text_emb != NO_EMB:
             config["text_emb"] = run.text_emb
         if run.variant != NO_VARIANT:
-            config.update(self.variants[run.variant]["set"])
+            config.update(self.variant_settings(run))
         return config
+
+    def variant_settings(self, run):
+        """The variant's `set`, with `{dataset}` and `{seed}` in its strings filled in for `run`
+        (e.g. a RAT teacher checkpoint per dataset)."""
+        return {key: value.format(dataset=run.dataset, seed=run.seed)
+                if isinstance(value, str) else value
+                for key, value in self.variants[run.variant]["set"].items()}
 
 
 def _list(raw, key, path, default=None, kind=str):
@@ -134,11 +143,16 @@ def load_experiment(path, results_dir=RESULTS):
     variants = {}
     for name, spec in (raw.get("variants") or {}).items():
         if not isinstance(spec, dict) or not isinstance(spec.get("set", {}), dict):
-            raise InputError("a variant is {set: {key: value}, models: [..]}", path=path,
-                             field=f"variants.{name}", value=spec)
+            raise InputError("a variant is {set: {key: value}, models: [..], embedders: [..]}",
+                             path=path, field=f"variants.{name}", value=spec)
         variants[str(name)] = {"set": dict(spec.get("set") or {}),
                                "models": list(spec.get("models") or
-                                              [m for m in models if uses_text(m)])}
+                                              [m for m in models if uses_text(m)]),
+                               "embedders": list(spec.get("embedders") or embedders)}
+        stray = sorted(set(variants[str(name)]["embedders"]) - set(embedders))
+        if stray:
+            raise InputError("not among the config's embedders", path=path,
+                             field=f"variants.{name}.embedders", value=stray)
     cold = raw.get("cold_start") or {}
     if cold:
         if not isinstance(cold, dict) or set(cold) - {"fraction", "seed", "data_path"}:

@@ -135,6 +135,26 @@ def test_variants_option_runs_only_those_variants(config, capsys):
         cli.main(["--config", config, "--list", "--variants", "nope"])
 
 
+def test_variant_limited_to_embedders_with_per_dataset_settings(config):
+    text = open(config).read().replace("embedders: [rand]", "embedders: [rand, other]").replace(
+        "[Games]", "[Games, Beauty]").replace(
+        "variants: {mlp: {set: {adapter_type: mlp}}}",
+        "variants: {rat: {set: {adapter_type: rat, rat_teacher_checkpoint: \"t/SASRec.{dataset}.s{seed}.pth\"},"
+        " embedders: [other]}}")
+    open(config, "w").write(text)
+    exp = load_experiment(config)
+    assert [r.file_name for r in exp.runs() if r.dataset == "Beauty"] == [
+        "SASRec.Beauty.-.seed0.json", "TextSASRec.Beauty.rand.seed0.json",
+        "TextSASRec.Beauty.other.seed0.json", "TextSASRec.Beauty.other.rat.seed0.json"]
+    rat = [r for r in exp.runs() if r.variant == "rat"]
+    assert [exp.settings(r)["rat_teacher_checkpoint"] for r in rat] == [
+        "t/SASRec.Games.s0.pth", "t/SASRec.Beauty.s0.pth"]
+    assert exp.settings(rat[0])["text_emb"] == "other"
+    open(config, "w").write(text.replace("embedders: [other]", "embedders: [nope]"))
+    with pytest.raises(InputError, match=r"field 'variants.rat.embedders' = \['nope'\]: not among"):
+        load_experiment(config)
+
+
 def test_models_and_datasets_options_run_only_those(config, capsys):
     text = open(config).read().replace("[Games]", "[Games, Beauty]")
     open(config, "w").write(text)
