@@ -7,9 +7,9 @@ import shlex
 import sys
 
 from benchmarks.experiments import execute
-from benchmarks.experiments.spec import NO_VARIANT, load_experiment
+from benchmarks.experiments.spec import NO_VARIANT, load_experiment, only
 from benchmarks.experiments.tables import write_tables
-from recbole_llm2rec.errors import InputError, cli_main
+from recbole_llm2rec.errors import cli_main
 
 
 def main(argv=None):
@@ -77,15 +77,6 @@ def main(argv=None):
         execute.run_all(todo, parallel=args.parallel, address=args.address, on_done=done,
                         command=command)
     print(write_tables(exp))
-
-
-def only(chosen, known, key, path):
-    """`chosen` if every value is among the config's `known` values of `key`, else InputError
-    naming the others."""
-    extra = sorted(set(chosen) - set(known))
-    if extra:
-        raise InputError(f"not among the config's {key}", path=path, field=key, value=extra)
-    return chosen
 
 
 if __name__ == "__main__":

@@ -113,6 +113,16 @@ def _list(raw, key, path, default=None, kind=str):
     return value
 
 
+def only(chosen, known, key, path, field=None):
+    """`chosen` if every value is among the config's `known` values of `key`, else InputError
+    naming the others (at `field`, default `key`)."""
+    extra = sorted(set(chosen) - set(known))
+    if extra:
+        raise InputError(f"not among the config's {key}", path=path, field=field or key,
+                         value=extra)
+    return chosen
+
+
 def parse_baseline(label):
     """'SASRec' or 'TextSASRec/minilm' or 'TextSASRec/minilm/text+id' -> (model, emb, variant)."""
     parts = label.split("/")
@@ -149,10 +159,8 @@ def load_experiment(path, results_dir=RESULTS):
                                "models": list(spec.get("models") or
                                               [m for m in models if uses_text(m)]),
                                "embedders": list(spec.get("embedders") or embedders)}
-        stray = sorted(set(variants[str(name)]["embedders"]) - set(embedders))
-        if stray:
-            raise InputError("not among the config's embedders", path=path,
-                             field=f"variants.{name}.embedders", value=stray)
+        only(variants[str(name)]["embedders"], embedders, "embedders", path,
+             field=f"variants.{name}.embedders")
     cold = raw.get("cold_start") or {}
     if cold:
         if not isinstance(cold, dict) or set(cold) - {"fraction", "seed", "data_path"}:
