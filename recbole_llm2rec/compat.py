@@ -8,12 +8,20 @@
    reload its own best model. Rather than disabling safe loading, our trainers save
    checkpoints made only of tensors and plain values, which the safe loader accepts
    (`read_checkpoint` reads them back; `quick_start.load_data_and_model` rebuilds the run).
+3. RecBole reads atomic files with pandas' CSV quoting, but atomic files are plain tab-separated
+   lines (our reader, `recbole_llm2rec.atomic`, takes every character literally). A title that
+   begins with a double quote, like Beauty's `"Pro-nu" Anti-aging ...`, made RecBole's read of
+   the `.item` file fail whenever a run loads item columns (the cold-start split, LLMSRec's
+   titles). RecBole's dataset module now reads them with quoting off.
 """
+import csv
 import enum
 import os
 import pickle
 
+import pandas
 import torch
+import recbole.data.dataset.dataset as _recbole_dataset
 import recbole.model.sequential_recommender  # noqa: F401  (runs sine.py's global switch)
 from recbole.utils import get_trainer as _recbole_get_trainer
 
@@ -21,6 +29,21 @@ from recbole_llm2rec.atomic import atomic_write_bytes
 from recbole_llm2rec.errors import InputError
 
 torch.autograd.set_detect_anomaly(False)
+
+
+class _LiteralPandas:
+    """pandas as RecBole's dataset module sees it: `read_csv` takes quotes literally."""
+
+    def __getattr__(self, name):
+        return getattr(pandas, name)
+
+    @staticmethod
+    def read_csv(*args, **kwargs):
+        kwargs.setdefault("quoting", csv.QUOTE_NONE)
+        return pandas.read_csv(*args, **kwargs)
+
+
+_recbole_dataset.pd = _LiteralPandas()
 
 _PLAIN = (str, int, float, bool, type(None))
 

@@ -37,6 +37,24 @@ def test_overrides_are_parsed_as_literals_never_evaluated(tmp_path, monkeypatch)
     assert config["x"] == attack and not (tmp_path / "PWNED").exists()
 
 
+def test_recbole_reads_titles_that_begin_with_a_quote_literally():
+    """Beauty has titles that begin with '"' (e.g. i11873 '"WOW! Your Skin Looks Great!" ::');
+    RecBole's pandas read of the `.item` file took them as CSV quoting and failed."""
+    config, _ = build_config("SASRec", "Beauty", config_dict={
+        "data_path": FIXTURES,
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "title"]}})
+    data = create_dataset(config)
+    with open(os.path.join(FIXTURES, "Beauty", "Beauty.item"), encoding="utf-8") as fh:
+        titles = dict(line.rstrip("\n").split("\t") for line in fh.readlines()[1:])
+    quoted = [item for item, title in titles.items() if title.startswith('"')]
+    assert len(quoted) >= 2
+    assert data.item_num == len(titles) + 1  # every row, plus RecBole's padding item
+    vocab = data.field2id_token["title"]
+    for item in quoted:
+        ids = data.item_feat["title"][data.token2id("item_id", item)].tolist()
+        assert [vocab[i] for i in ids if i] == titles[item].split(" ")
+
+
 @pytest.mark.parametrize("text, value", [
     ("1e-3", 0.001), ("-2", -2), ("[10, 20]", [10, 20]), ("(1, 2)", (1, 2)), ("None", None),
     ("FALSE", False), ("True", True), ("{'a': [1]}", {"a": [1]}), ("'quoted'", "quoted"),
