@@ -37,11 +37,33 @@ class InputError(ValueError):
         return ": ".join(part for part in (where, what, self.message) if part)
 
 
+def close_progress_bars():
+    """Close every tqdm bar still open in this process, so that what is printed next starts on a
+    line of its own (an open bar's last write ends without a newline, terminal or not)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        leave, fp = bar.leave, bar.fp
+        bar.close()  # a bar that is left ends its line; one that is not only clears it
+        if not leave:
+            fp.write("\n")
+
+
+def print_error(prog, err):
+    """Write `<prog>: error: <err>` on a line of its own to stderr."""
+    close_progress_bars()
+    sys.stderr.flush()
+    sys.stderr.write(f"{prog}: error: {err}\n")
+    sys.stderr.flush()
+
+
 def cli_main(main, prog, argv=None):
     """Run `main(argv)`; an `InputError` exits with one line naming prog, place and value.
     Returns what `main` returns."""
     try:
         return main(argv)
     except InputError as err:
-        sys.stderr.write(f"{prog}: error: {err}\n")
+        print_error(prog, err)
         sys.exit(2)

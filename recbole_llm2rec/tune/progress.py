@@ -31,3 +31,8 @@ class ProgressBar:
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._tick(trial)
+
+    def on_experiment_end(self, trials, **info):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
