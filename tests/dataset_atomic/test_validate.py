@@ -83,3 +83,20 @@ def test_missing_header_field_is_an_error(tmp_path):
     folder = _dataset(tmp_path, item=b"item_id:token\tname:token_seq\ni1\tx\n")
     with pytest.raises(ConvertError, match=r"Bad.item: no 'title' column \(header fields: \['item_id', 'name'\]\)"):
         validate(folder, "Bad")
+
+
+def test_a_quote_running_past_a_tab_is_a_problem(tmp_path):
+    """Stock RecBole (CSV quoting) would read `"Super<TAB>Mario"` as one title and the plugin's
+    runs as two columns: the reader refuses the line, whatever its number of fields."""
+    item = (b"item_id:token\ttitle:token_seq\tyear:token\n"
+            b"i1\tGood title\t2001\n"
+            b"i2\t\"Super\tMario\"\t2002\n"
+            b"i3\t\"Super\tMario\n"
+            b"i4\t\"Closed\" quote\t2004\n")
+    inter = b"user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t1\nu1\ti4\t2\nu1\ti1\t3\n"
+    report = validate(_dataset(tmp_path, item=item, inter=inter), "Bad")
+    quoted = [(p.line, p.field, p.value) for p in report.problems
+              if "has no closing quote before the next tab" in str(p)]
+    assert quoted == [(3, "title", '"Super'), (4, "title", '"Super')]
+    assert "starts with '\"' and has no closing quote before the next tab: pandas' CSV quoting " \
+           "(stock RecBole) reads the tab as part of the value" in str(report.problems[1])
