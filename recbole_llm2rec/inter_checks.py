@@ -19,6 +19,7 @@ from recbole_llm2rec.errors import InputError
 MS_FROM = 1e11  # a timestamp at or above it is taken for milliseconds (in seconds: year 5138)
 FEEDBACK_FIELDS = ("rating", "label")  # RecBole's default RATING_FIELD and LABEL_FIELD
 _DAY = 86400.0
+_F32_MAX = 3.4028234663852886e38
 
 
 class InterChecks:
@@ -115,7 +116,7 @@ class InterChecks:
 
         for times, lines, items in self.users.values():
             n = len(times)
-            f32 = array.array("f", times)  # RecBole keeps float fields as float32 tensors
+            f32 = _float32(times)
             order = sorted(range(n), key=lambda k: (f32[k], k))  # RecBole's: stable, float32
             kept = set(order[n - min(self.held_out, n - 1):]) if self.held_out else set()
             pairs, firsts = {}, set()
@@ -237,6 +238,14 @@ class InterChecks:
                 f"and set val_interval", self.rating_line[field][value], field,
                 format(value, ".17g")))
         return findings
+
+
+def _float32(values):
+    """`values` as float32 (RecBole keeps float fields as float32 tensors; too large: inf)."""
+    if all(abs(v) <= _F32_MAX for v in values):
+        return array.array("f", values)
+    return array.array("f", [v if abs(v) <= _F32_MAX else math.copysign(math.inf, v)
+                             for v in values])
 
 
 def _number(text):
