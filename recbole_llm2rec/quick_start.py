@@ -9,9 +9,10 @@ from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, init_logger, init_seed
 
-from recbole_llm2rec.atomic import check_dataset, leave_one_out_need
+from recbole_llm2rec.atomic import leave_one_out_need
 from recbole_llm2rec.compat import get_trainer, read_checkpoint
 from recbole_llm2rec.errors import InputError
+from recbole_llm2rec.inter_checks import check_dataset
 
 PROPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "props")
 # RecBole always reads ml-100k from its own package; we read the copy that run_recbole.py
@@ -46,7 +47,11 @@ def literal_values(values):
 
 class PluginConfig(Config):
     """RecBole's Config, with command-line overrides passed in rather than read from sys.argv,
-    and string values parsed as literals (`literal_value`) instead of RecBole's `eval()`."""
+    and string values parsed as literals (`literal_value`) instead of RecBole's `eval()`.
+    RecBole reads the atomic files of its datasets with quotes literal, after our reader has
+    checked them (`compat._load_feat`)."""
+
+    reads_atomic_files_literally = True
 
     def __init__(self, model, dataset, config_file_list=None, config_dict=None, overrides=None):
         self._overrides = dict(overrides or {})
@@ -158,12 +163,15 @@ def check_data(config):
     item = item_path if os.path.isfile(item_path) else None
     need = 0 if config["benchmark_filename"] else leave_one_out_need(config["eval_args"])
     time = config["TIME_FIELD"] if (config["eval_args"] or {}).get("order") == "TO" else None
+    filtered = config["val_interval"] or {}
+    feedback = [f for f in (config["RATING_FIELD"], config["LABEL_FIELD"]) if f not in filtered]
     warnings = []
     for inter in inters:
         if not os.path.isfile(inter):
             raise InputError(f"no {os.path.basename(inter)} in the dataset folder", inter)
         warnings += check_dataset(inter, item, config["USER_ID_FIELD"], config["ITEM_ID_FIELD"],
-                                  time, need, sep=config["field_separator"] or "\t")
+                                  time, need, sep=config["field_separator"] or "\t",
+                                  dedup=config["rm_dup_inter"], feedback=feedback)
     model_checks = getattr(config.model_class, "check_inputs", None)
     if model_checks is not None:  # a model's own needs (LLMSRec: titles, timestamps, LLM, teacher)
         model_checks(config, inters, item_path)

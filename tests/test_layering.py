@@ -11,7 +11,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "recbole_llm2rec"
 UPSTREAM = ("pretrain", "dataset_atomic")  # later stages of the data flow
-CORE = ("atomic", "errors", "feat", "feat_cache")  # recbole_llm2rec's modules pretrain/dataset_atomic use
+CORE = ("atomic", "errors", "feat", "feat_cache", "inter_checks")  # recbole_llm2rec's modules pretrain/dataset_atomic use
 
 
 def modules(package):
@@ -71,7 +71,8 @@ def test_core_modules_import_only_the_standard_library_numpy_and_each_other(core
 
 
 def test_importing_the_core_loads_neither_torch_nor_recbole():
-    code = ("import sys, recbole_llm2rec.feat, recbole_llm2rec.atomic, recbole_llm2rec.errors; "
+    code = ("import sys, recbole_llm2rec.feat, recbole_llm2rec.atomic, recbole_llm2rec.errors, "
+            "recbole_llm2rec.inter_checks; "
             "print(sorted(m for m in ('torch', 'recbole', 'pretrain', 'dataset_atomic') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
