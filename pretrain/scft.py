@@ -18,7 +18,7 @@ import random
 import torch
 
 from pretrain import training
-from pretrain.common import DataError, dataset_file, item_prompt, read_item_attributes
+from pretrain.common import dataset_file, item_prompt, read_item_attributes
 from pretrain.encoder_pooling import pool
 from pretrain.ic import contrastive_loss, gather_views
 from pretrain.stage_config import ConfigError

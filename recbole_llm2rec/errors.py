@@ -40,10 +40,7 @@ class InputError(ValueError):
 def close_progress_bars():
     """Close every tqdm bar still open in this process, so that what is printed next starts on a
     line of its own (an open bar's last write ends without a newline, terminal or not)."""
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return
+    tqdm = getattr(sys.modules.get("tqdm"), "tqdm", None)  # not imported: no bar is open
     for bar in list(getattr(tqdm, "_instances", ())):
         leave, fp = bar.leave, bar.fp
         bar.close()  # a bar that is left ends its line; one that is not only clears it

@@ -11,9 +11,10 @@ import glob
 import io
 import json
 import os
-import statistics
 
-from benchmarks.experiments.spec import NO_EMB, NO_VARIANT, ROOT, uses_text
+from benchmarks.experiments.figures import write_figures
+from benchmarks.experiments.rows import family, mean_std, ordered_rows, row_key, row_label
+from benchmarks.experiments.spec import NO_VARIANT, ROOT
 from recbole_llm2rec.feat import atomic_write_text
 
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
@@ -36,37 +37,6 @@ def load_records(exp):
             r["best_epoch"] = 1 + r["valid_curve"].index(max(r["valid_curve"]))
         records.append(r)
     return records
-
-
-def row_key(r):
-    return (r["model"], r["text_emb"], r["variant"])
-
-
-def row_label(key):
-    model, emb, variant = key
-    return model + ("" if emb == NO_EMB else f" · {emb}") + \
-        ("" if variant == NO_VARIANT else f" [{variant}]")
-
-
-def family(model):
-    """The sequential model a row belongs to (TextSASRec -> SASRec)."""
-    return model[len("Text"):] if uses_text(model) else model
-
-
-def ordered_rows(exp, records):
-    """Row keys: the config's order (families, ID row first, embedders, variants), then others."""
-    keys = list(dict.fromkeys((run.model, run.text_emb, run.variant) for run in exp.runs()))
-    fam = list(dict.fromkeys(family(m) for m in exp.models))
-    keys.sort(key=lambda k: fam.index(family(k[0])) if family(k[0]) in fam else len(fam))
-    present = {row_key(r) for r in records}
-    return [k for k in keys if k in present] + sorted(present - set(keys))
-
-
-def mean_std(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def get(record, *path):
@@ -245,8 +215,6 @@ def write_tables(exp):
             if chosen:
                 lines += ([f"**{block}**", ""] if len(exp.blocks) > 1 else [])
                 lines += table(exp, chosen, datasets, columns, **options) + [""]
-    from benchmarks.experiments.figures import write_figures
-
     pictures = write_figures(exp, records)
     if pictures:
         lines += ["## Pictures", ""] + pictures + [""]
