@@ -26,13 +26,10 @@ import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-from benchmarks.experiments.figures import pyplot  # noqa: E402
-from recbole_llm2rec.atomic import atomic_rows, atomic_write_text  # noqa: E402
-from recbole_llm2rec.errors import InputError, cli_main  # noqa: E402
-from recbole_llm2rec.feat import read_feat  # noqa: E402
+from benchmarks.experiments.figures import pyplot
+from recbole_llm2rec.atomic import atomic_rows, atomic_write_text
+from recbole_llm2rec.errors import InputError, cli_main
+from recbole_llm2rec.feat import read_feat
 
 
 def user_items(inter_path):

@@ -5,7 +5,7 @@ CPU machine, then records the machine, the command, the wall time, the results t
 best config, and what the dataset cache saves per trial. Every `Games.<name>.feat` found in
 the dataset folder becomes a choice of `text_emb`.
 
-    python benchmarks/tune_games.py --data_path dataset/ --num-samples 8 --epochs 2 --cpus 1
+    python -m benchmarks.tune_games --data_path dataset/ --num-samples 8 --epochs 2 --cpus 1
 """
 import argparse
 import glob
@@ -15,12 +15,10 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import yaml
 
-import yaml  # noqa: E402
-
-from recbole_llm2rec import tune  # noqa: E402
-from recbole_llm2rec.feat import atomic_write_text  # noqa: E402
+from recbole_llm2rec import tune
+from recbole_llm2rec.feat import atomic_write_text
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = os.path.join(REPO, "benchmarks", "results", "tune_games.md")
@@ -109,7 +107,7 @@ def main(argv=None):
     lines = [
         f"# Ray Tune search: TextSASRec on {args.dataset} (ASHA, CPU machine)",
         "",
-        f"Reproduce: `python benchmarks/tune_games.py --data_path {args.data_path} "
+        f"Reproduce: `python -m benchmarks.tune_games --data_path {args.data_path} "
         f"--dataset {args.dataset} "
         f"--num-samples {args.num_samples} --epochs {args.epochs} --cpus {args.cpus:g} "
         f"--seed {args.seed}`",

@@ -6,8 +6,8 @@ settings; a variant adds only its model and its own fixed settings (e.g. `item_r
 import dataclasses
 import os
 
-from pretrain.stage_config import read_yaml
 from recbole_llm2rec.errors import InputError
+from recbole_llm2rec.yaml_file import read_yaml
 
 KEYS = {"name", "data_path", "datasets", "space", "num_samples", "search_seed", "grace_period",
         "reduction_factor", "cpus", "recbole", "variants"}
