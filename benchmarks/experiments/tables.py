@@ -12,6 +12,7 @@ import io
 import json
 import os
 
+from benchmarks.experiments.execute import RECBOLE_SOURCE, test_metrics
 from benchmarks.experiments.figures import write_figures
 from benchmarks.experiments.rows import family, mean_std, ordered_rows, row_key, row_label
 from benchmarks.experiments.spec import NO_VARIANT, ROOT
@@ -32,6 +33,9 @@ def load_records(exp):
         r.setdefault("variant", NO_VARIANT)
         r.setdefault("overrides", {})
         r.setdefault("analyses", {})
+        if "all" in r["analyses"].get("full", {}):  # written when `test` held RecBole's
+            r.update(test_metrics(r["analyses"]))
+        r.setdefault("test_source", RECBOLE_SOURCE)
         r.setdefault("epoch_cap", int(exp.recbole["epochs"]))
         if r.get("best_epoch") is None and r.get("valid_curve"):
             r["best_epoch"] = 1 + r["valid_curve"].index(max(r["valid_curve"]))
@@ -113,10 +117,15 @@ def _random(mode):
 def sections(exp, records):
     """(title, explanation, columns, options) of every table the records allow."""
     has = lambda *path: any(get(r, "analyses", *path) for r in records)  # noqa: E731
-    out = [("Test metrics (full ranking)", "RecBole's test metrics of the best validation "
-            "checkpoint; (±x%): relative improvement over the best baseline row of the same "
-            "sequential model.", metric_columns("test"), {"improvements": True, "epochs": True,
-                                                          "random": _random("full")})]
+    old = sum(r["test_source"] == RECBOLE_SOURCE for r in records)
+    out = [("Test metrics (full ranking)", "Test metrics of the best validation checkpoint, "
+            "from each run file's `test` (`recbole_llm2rec.evaluation`: full ranking, items of "
+            "equal score averaged over their tied ranks, full precision; rounded here)"
+            + (f"; {old} of the {len(records)} runs were recorded before it and hold RecBole's "
+               f"(ties broken arbitrarily, rounded to 4 decimals)" if old else "")
+            + "; (±x%): relative improvement over the best baseline row of the same sequential "
+            "model.", metric_columns("test"), {"improvements": True, "epochs": True,
+                                                "random": _random("full")})]
     if has("full", "cold"):
         cols = [(f"{g} {SHORT[m]}", lambda r, g=g, m=m: get(r, "analyses", "full", g, m))
                 for g in ("warm", "cold") for m in METRICS]
@@ -133,11 +142,11 @@ def sections(exp, records):
             out.append((title, "Full-ranking test metrics of the cases whose target is in each "
                         "group of items by training count.", cols, {"random": _random("full")}))
     if has("shuffled", "all"):
-        cols = [(f"{mode} {SHORT[m]}", lambda r, mode=mode, m=m: get(r, "analyses", mode, "all", m))
+        cols = [(f"{mode} {SHORT[m]}", lambda r, mode=mode, m=m: all_cases(r, mode, m))
                 for mode in ("full", "shuffled") for m in ("recall@10", "ndcg@10")]
         cols.append(("change R@10 (%)",
-                     lambda r: _change(get(r, "analyses", "full", "all", "recall@10"),
-                                       get(r, "analyses", "shuffled", "all", "recall@10"))))
+                     lambda r: _change(all_cases(r, "full", "recall@10"),
+                                       all_cases(r, "shuffled", "recall@10"))))
         out.append(("Shuffled histories", "Test metrics with every test history randomly "
                     "permuted (items only, seeded per user) next to the original order; change: "
                     "100 x (shuffled - original) / original per run.", cols, {}))
@@ -148,6 +157,12 @@ def sections(exp, records):
                     "interacted with (compare with papers using 100 negatives).", cols,
                     {"random": _random("uni100")}))
     return out
+
+
+def all_cases(record, mode, metric):
+    """`metric` of all test cases in `mode` ("full": the record's `test`)."""
+    return get(record, "test", metric) if mode == "full" else get(record, "analyses", mode,
+                                                                    "all", metric)
 
 
 def _change(before, after):
@@ -194,8 +209,22 @@ def write_csv(exp, records, path):
     atomic_write_text(path, lambda fh: fh.write(buf.getvalue()))
 
 
-def write_tables(exp):
-    """Write `<results>/<name>.md` and `.csv`. Returns the Markdown path."""
+def kept_pictures(md):
+    """The lines of the pictures section of the Markdown file `md` as it is (none if absent)."""
+    if not os.path.exists(md):
+        return []
+    with open(md, encoding="utf-8") as fh:
+        text = fh.read()
+    if "\n## Pictures\n\n" not in text:
+        return []
+    section = text.split("\n## Pictures\n\n", 1)[1].split("\n## ", 1)[0]
+    return section.rstrip("\n").split("\n")
+
+
+def write_tables(exp, pictures=True):
+    """Write `<results>/<name>.md` and `.csv` (and the pictures; with `pictures=False` the
+    Markdown keeps the pictures section it had, e.g. where the datasets' `.feat` sidecars,
+    which the extraction figure reads, are absent). Returns the Markdown path."""
     records = load_records(exp)
     md, csv_path = (os.path.join(exp.results_dir, f"{exp.name}.{ext}") for ext in ("md", "csv"))
     rel = os.path.relpath(exp.path, ROOT)
@@ -215,7 +244,7 @@ def write_tables(exp):
             if chosen:
                 lines += ([f"**{block}**", ""] if len(exp.blocks) > 1 else [])
                 lines += table(exp, chosen, datasets, columns, **options) + [""]
-    pictures = write_figures(exp, records)
+    pictures = write_figures(exp, records) if pictures else kept_pictures(md)
     if pictures:
         lines += ["## Pictures", ""] + pictures + [""]
     lines += ["## Runs", ""]
