@@ -26,8 +26,13 @@ MODES = ("full", "shuffled", "uni100")
 def load_records(exp):
     """Every run file of the experiment (also runs added by hand), with defaults filled in for
     files written before a field existed."""
+    return read_records(exp.runs_dir, int(exp.recbole["epochs"]))
+
+
+def read_records(runs_dir, epoch_cap=None):
+    """Every run file in `runs_dir` (see `load_records`); `epoch_cap` for files without one."""
     records = []
-    for path in sorted(glob.glob(os.path.join(exp.runs_dir, "*.json"))):
+    for path in sorted(glob.glob(os.path.join(runs_dir, "*.json"))):
         with open(path, encoding="utf-8") as fh:
             r = json.load(fh)
         r.setdefault("variant", NO_VARIANT)
@@ -36,7 +41,7 @@ def load_records(exp):
         if "all" in r["analyses"].get("full", {}):  # written when `test` held RecBole's
             r.update(test_metrics(r["analyses"]))
         r.setdefault("test_source", RECBOLE_SOURCE)
-        r.setdefault("epoch_cap", int(exp.recbole["epochs"]))
+        r.setdefault("epoch_cap", epoch_cap)
         if r.get("best_epoch") is None and r.get("valid_curve"):
             r["best_epoch"] = 1 + r["valid_curve"].index(max(r["valid_curve"]))
         records.append(r)
