@@ -184,7 +184,7 @@ def resolve_pooling(model, pooling, normalize):
 
 def item_texts(data_path, dataset, title_field="title", prompt=None):
     """(item tokens, texts to embed) of a dataset: the titles, or with `prompt="llmemb"` LLMEmb's
-    attribute prompts (`pretrain.scft.item_prompt`, as SCFT trains on)."""
+    attribute prompts (`pretrain.common.item_prompt`, as SCFT trains on)."""
     item_path = dataset_file(data_path, dataset, "item")
     if prompt is None:
         return read_item_titles(item_path, title_field)

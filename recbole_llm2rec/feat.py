@@ -40,12 +40,11 @@ def feat_path(data_dir, dataset, name):
 
 def dataset_folder(data_path, dataset):
     """The folder of `dataset`'s atomic files: `<data_path>/<dataset>/`, or `data_path` itself
-    when it already is that folder (RecBole's `config["data_path"]`: it holds
-    `<dataset>.inter` or `<dataset>.item` and no `<dataset>/` sub-folder)."""
+    when it already is that folder (RecBole's `config["data_path"]`: it has no `<dataset>/`
+    sub-folder and holds files `<dataset>.*`, e.g. `.inter`, `.item`, `.train.inter`)."""
     nested = os.path.join(data_path, dataset)
-    if not os.path.isdir(nested) and any(
-            os.path.isfile(os.path.join(data_path, f"{dataset}.{suffix}"))
-            for suffix in ("inter", "item")):
+    if not os.path.isdir(nested) and os.path.isdir(data_path) and any(
+            name.startswith(dataset + ".") for name in os.listdir(data_path)):
         return data_path
     return nested
 

@@ -25,6 +25,12 @@ def test_every_caller_finds_the_same_feat_from_either_folder(tmp_path):
     for data_path in (root, folder, root + os.sep):
         assert os.path.normpath(dataset_feat_path(data_path, "Games", "x")) == expected
         assert os.path.normpath(output_path(data_path, "Games", "x")) == expected
+    split = tmp_path / "split"  # a dataset folder of benchmark files only (no .inter, .item)
+    split.mkdir()
+    (split / "Games.train.inter").write_text("user_id:token\titem_id:token\n")
+    assert dataset_feat_path(str(split), "Games", "x") == str(split / "Games.x.feat")
+    assert dataset_feat_path(str(tmp_path), "Games", "x") == str(tmp_path / "Games" /
+                                                                  "Games.x.feat")
     assert extraction_time(root, "Games", "x") == (None, "no .feat sidecar")
     write_feat(expected, ["a"], [[1.0]], {"extraction": {"seconds": 2.0, "items": 1}})
     assert extraction_time(root, "Games", "x")[0] == {"seconds": 2.0, "items": 1}
