@@ -18,7 +18,9 @@ import time
 import yaml
 
 from recbole_llm2rec import tune
-from recbole_llm2rec.feat import atomic_write_text
+from recbole_llm2rec.feat import atomic_write_text, dataset_folder, missing_feat
+from recbole_llm2rec.props import default
+from recbole_llm2rec.yaml_file import read_yaml, recbole_loader
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = os.path.join(REPO, "benchmarks", "results", "tune_games.md")
@@ -26,7 +28,7 @@ RESULT = os.path.join(REPO, "benchmarks", "results", "tune_games.md")
 
 def feat_names(data_path, dataset):
     """Names of the `.feat` files of `dataset`, e.g. ['minilm', 'smollm2']."""
-    pattern = os.path.join(data_path, dataset, f"{dataset}.*.feat")
+    pattern = os.path.join(dataset_folder(data_path, dataset), f"{dataset}.*.feat")
     return sorted(os.path.basename(p)[len(dataset) + 1:-len(".feat")] for p in glob.glob(pattern))
 
 
@@ -73,11 +75,8 @@ def main(argv=None):
 
     names = feat_names(args.data_path, args.dataset)
     if not names:
-        raise SystemExit(f"no {args.dataset}.<name>.feat in {args.data_path}: extract one "
-                         f"first (python -m pretrain.extract --model minilm --data_path "
-                         f"{args.data_path} --dataset {args.dataset} --name minilm)")
-    with open(args.space, encoding="utf-8") as fh:
-        space = yaml.safe_load(fh)
+        raise missing_feat(args.data_path, args.dataset, default("text_emb"))
+    space = read_yaml(args.space, loader=recbole_loader())
     space["text_emb"] = {"choice": names}
     space_file = os.path.join(tempfile.mkdtemp(), "TextSASRec-Games.yaml")
     atomic_write_text(space_file, lambda fh: yaml.safe_dump(space, fh, sort_keys=False))
@@ -165,4 +164,4 @@ def main(argv=None):
 if __name__ == "__main__":
     from recbole_llm2rec.errors import cli_main
 
-    cli_main(main, "benchmarks/tune_games.py", sys.argv[1:])  # the tuner's bad input: one line
+    cli_main(main, "python -m benchmarks.tune_games", sys.argv[1:])  # the tuner's bad input: one line
