@@ -3,6 +3,7 @@ they set. A default lives in `props/*.yaml` only; code reads it from the config 
 or, without a config, from here (`default`)."""
 import os
 
+from recbole_llm2rec.errors import InputError
 from recbole_llm2rec.yaml_file import read_yaml
 
 PROPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "props")
@@ -28,10 +29,10 @@ def default(key):
 
 
 def setting(config, key):
-    """`config[key]`, whose default the props set; ValueError when it is unset (a config built
+    """`config[key]`, whose default the props set; InputError when it is unset (a config built
     without the plugin's props: build it with `recbole_llm2rec.quick_start.build_config`)."""
     value = config[key]
     if value is None:
-        raise ValueError(f"{key} is not set: props/overall.yaml sets its default; build the config "
-                         f"with recbole_llm2rec.quick_start.build_config (or pass {key})")
+        raise InputError("not set; props/overall.yaml sets its default: build the config with "
+                         "recbole_llm2rec.quick_start.build_config, or set it", field=key)
     return value

@@ -61,7 +61,7 @@ def test_text_table_defaults_live_in_the_props_only():
     for key in ("adapter_type", "item_repr", "id_init_std", "rat_pca_size", "missing_item_emb",
                 "adapter_n_experts", "adapter_dropout", "id_dropout", "text_emb"):
         assert props.setting(config, key) == props.default(key)
-    with pytest.raises(ValueError, match="adapter_type is not set: props/overall.yaml sets"):
+    with pytest.raises(InputError, match="field 'adapter_type': not set; props/overall.yaml"):
         props.setting({"adapter_type": None}, "adapter_type")
 
 
