@@ -6,7 +6,8 @@
 
 Any other `--key=value` is a RecBole property override (highest precedence). This entry script
 also bootstraps the embedded default: ml-100k converted from RecBole's package, and the default
-embedder's `.feat`, built on first use (the `recbole_llm2rec` package itself never does).
+embedder's `.feat` (props/overall.yaml's `text_emb`), built on first use (the
+`recbole_llm2rec` package itself never does).
 """
 import argparse
 import os
@@ -19,7 +20,8 @@ PROG = "run_recbole.py"
 
 def bootstrap(model, config):
     """Build what the run needs and can be made here: ml-100k's atomic files (from RecBole's
-    package) and, for models that read a `.feat` (`uses_text_emb`), the default embedder's."""
+    package) and, for models that read a `.feat` (`uses_text_emb`), a packaged embedder's.
+    Returns the data check's warnings (`check_data`)."""
     from dataset_atomic import ml100k
     from pretrain.extract import ensure_feat
     from recbole_llm2rec import MODELS
@@ -29,9 +31,10 @@ def bootstrap(model, config):
         root = os.path.dirname(config["data_path"])
         check_data_path(root)
         ml100k.convert(root)
-    check_data(config)  # bad data is reported before minutes of embedding
+    warnings = check_data(config)  # bad data is reported before minutes of embedding
     if getattr(MODELS.get(model), "uses_text_emb", False):
         ensure_feat(config["data_path"], config["dataset"], config["text_emb"])
+    return warnings
 
 
 def main(argv=None):
@@ -41,7 +44,7 @@ def main(argv=None):
     parser.add_argument("--config_files", default="", help="space-separated yaml files")
     args, rest = parser.parse_known_args(argv)
 
-    from recbole_llm2rec.quick_start import build_config, parse_overrides, run
+    from recbole_llm2rec.quick_start import build_config, parse_overrides, run_config
 
     try:
         overrides = parse_overrides(rest)
@@ -49,9 +52,9 @@ def main(argv=None):
         parser.error(str(err))
 
     config_files = args.config_files.split()
-    config, _ = build_config(args.model, args.dataset, config_files, overrides=overrides)
-    bootstrap(args.model, config)
-    result = run(args.model, args.dataset, config_files, overrides=overrides)
+    config, model_class = build_config(args.model, args.dataset, config_files,
+                                       overrides=overrides)
+    result = run_config(config, model_class, bootstrap(args.model, config))
     metrics = "  ".join(f"{k}: {v:.4f}" for k, v in result["test_result"].items())
     print(f"{args.model} on {args.dataset} test: {metrics}")
     return result

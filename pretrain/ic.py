@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from pretrain import training
+from pretrain.encoder_pooling import pool
 from pretrain.mntp import title_dataset
 from pretrain.stage_config import ConfigError
 from recbole_llm2rec.errors import cli_main
@@ -39,8 +40,6 @@ def gather_views(b):
 
 def embed_views(model, input_ids, attention_mask):
     """Mean-pooled embeddings of two dropout views of each input. Returns ([B, H], [B, H])."""
-    from pretrain.extract import pool
-
     mask = torch.cat([attention_mask, attention_mask])
     hidden = model(input_ids=torch.cat([input_ids, input_ids]), attention_mask=mask)[0]
     return pool(hidden, mask, "mean").chunk(2)

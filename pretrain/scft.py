@@ -18,47 +18,14 @@ import random
 import torch
 
 from pretrain import training
-from pretrain.common import DataError, dataset_file
+from pretrain.common import dataset_file, item_prompt, read_item_attributes
+from pretrain.encoder_pooling import pool
 from pretrain.ic import contrastive_loss, gather_views
 from pretrain.stage_config import ConfigError
-from recbole_llm2rec.atomic import atomic_rows
 from recbole_llm2rec.errors import cli_main
 
 STAGE = "scft"
-INSTRUCTION = "The item has the following attributes: \n "
-TEXT_TYPES = ("token", "token_seq")
 TEMPERATURE_FILE = "scft_temperature.json"  # the learned temperature inside each checkpoint
-
-
-def read_item_attributes(item_path, title_field="title", id_field="item_id"):
-    """Attributes of every item of a `.item` file: every `token`/`token_seq` column but the id,
-    the title first, empty values left out. Returns (item tokens, [[(name, value), ...]],
-    attribute column names). DataError for an empty title or a duplicate item."""
-    tokens, attributes = [], []
-    with atomic_rows(item_path, [id_field, title_field], DataError,
-                     non_empty=[id_field], unique=[id_field]) as (header, rows):
-        names = [title_field] + [n for n, t in zip(header.names, header.types)
-                                 if t in TEXT_TYPES and n not in (id_field, title_field)]
-        for row in rows:
-            tok = row.values[id_field]
-            pairs = [(n, " ".join(row.values[n].split())) for n in names]
-            if not pairs[0][1]:
-                raise DataError(f"item {tok!r} has an empty {title_field!r}", item_path,
-                                row.line, field=title_field, value=row.values[title_field])
-            tokens.append(tok)
-            attributes.append([(n, v) for n, v in pairs if v])
-    return tokens, attributes, names
-
-
-def item_prompt(attributes):
-    """The LLMEmb prompt of one item from its [(name, value), ...]."""
-    return INSTRUCTION + "; ".join(f"{name} is {value}" for name, value in attributes)
-
-
-def item_prompts(item_path, title_field="title"):
-    """(item tokens, full prompts) of a `.item` file, in file order."""
-    tokens, attributes, _ = read_item_attributes(item_path, title_field)
-    return tokens, [item_prompt(a) for a in attributes]
 
 
 def _keep(n, ratio, rng):
@@ -125,8 +92,6 @@ def make_trainer_class():
             return self.log_temperature.exp().clamp(min=1e-2)
 
         def compute_loss(self, model, inputs, return_outputs=False):
-            from pretrain.extract import pool
-
             mask = inputs["attention_mask"]
             hidden = model(input_ids=inputs["input_ids"], attention_mask=mask)[0]
             a, b = pool(hidden, mask, "mean").chunk(2)

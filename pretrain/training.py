@@ -15,6 +15,7 @@ import torch
 
 from pretrain import provenance
 from pretrain.stage_config import STAGES, ConfigError, final_path, parse_stage_args, save_yaml
+from recbole_llm2rec import model_folder
 
 # A checkpoint can be resumed from when its trainer_state.json parses and these are present.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
@@ -120,12 +121,9 @@ def input_model(cfg, stage):
 
 
 def check_model_folder(path):
-    """ConfigError unless `path` is a Hugging Face model folder (with config.json)."""
-    if not os.path.isdir(path):
-        raise ConfigError("model folder not found (run the previous stage first, or pass "
-                          "--model)", path=path)
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        raise ConfigError("not a Hugging Face model folder (no config.json)", path=path)
+    """ConfigError unless `path` is a Hugging Face model folder (config.json, a tokenizer)."""
+    model_folder.check_model_folder(path, ConfigError, not_found=(
+        "model folder not found (run the previous stage first, or pass --model)"))
 
 
 def load_tokenizer(path):
@@ -133,10 +131,6 @@ def load_tokenizer(path):
     from transformers import AutoTokenizer
 
     check_model_folder(path)
-    if not any(os.path.isfile(os.path.join(path, f)) for f in
-               ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")):
-        raise ConfigError("model folder has no tokenizer (tokenizer.json or "
-                          "tokenizer_config.json); save the tokenizer beside the weights", path=path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.eos_token_id is None:
         raise ConfigError("tokenizer has no EOS token", path=path)

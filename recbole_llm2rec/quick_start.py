@@ -4,7 +4,6 @@ import os
 from logging import getLogger
 
 import torch
-import yaml
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, init_logger, init_seed
@@ -13,8 +12,9 @@ from recbole_llm2rec.atomic import leave_one_out_need
 from recbole_llm2rec.compat import get_trainer, read_checkpoint
 from recbole_llm2rec.errors import InputError
 from recbole_llm2rec.inter_checks import check_dataset
+from recbole_llm2rec.props import props_files
+from recbole_llm2rec.yaml_file import read_yaml, recbole_loader
 
-PROPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "props")
 # RecBole always reads ml-100k from its own package; we read the copy that run_recbole.py
 # converts into data_path (dataset_atomic.ml100k).
 PACKAGED_DATASETS = ("ml-100k",)
@@ -94,16 +94,6 @@ def resolve_model(name):
                          f"nor a RecBole model") from None
 
 
-def props_files(model_class, dataset):
-    """The plugin's yaml files for a run, in layering order (later files override earlier)."""
-    if not os.path.isdir(PROPS_DIR):
-        raise FileNotFoundError(f"props folder not found next to the package ({PROPS_DIR}); "
-                                f"install the plugin with `pip install -e .` from its checkout")
-    names = ["overall"] + [cls.__name__ for cls in reversed(model_class.__mro__)] + [dataset]
-    paths = [os.path.join(PROPS_DIR, f"{name}.yaml") for name in names]
-    return [p for p in paths if os.path.isfile(p)]
-
-
 def build_config(model, dataset, config_file_list=None, config_dict=None, overrides=None):
     """Layered config: props -> config files -> config_dict -> overrides. Returns (config, class).
 
@@ -126,22 +116,9 @@ def build_config(model, dataset, config_file_list=None, config_dict=None, overri
 
 
 def check_yaml_file(path):
-    """Raise InputError naming the file and line unless `path` is a readable yaml mapping."""
-    if not os.path.isfile(path):
-        raise InputError("config file not found", path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            values = yaml.load(fh, Loader=yaml.FullLoader)  # the loader RecBole uses next
-    except UnicodeDecodeError as err:
-        raise InputError(f"not UTF-8 ({err.reason})", path) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise InputError(f"not valid yaml: {problem}", path, line) from None
-    if values is not None and not isinstance(values, dict):
-        raise InputError(f"expected a mapping of `key: value` lines, got a "
-                         f"{type(values).__name__}", path, 1)
+    """Raise InputError naming the file and line unless `path` is a readable yaml mapping
+    (read as RecBole reads it next)."""
+    read_yaml(path, loader=recbole_loader())
 
 
 def check_data(config):
@@ -217,7 +194,12 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
     the data (dataset, train, valid, test).
     """
     config, model_class = build_config(model, dataset, config_file_list, config_dict, overrides)
-    warnings = check_data(config)
+    return run_config(config, model_class, check_data(config), saved, callback_fn, resume_path)
+
+
+def run_config(config, model_class, warnings=(), saved=True, callback_fn=None, resume_path=None):
+    """`run` with a config already built (`build_config`) and its data checked (`check_data`,
+    whose `warnings` are logged). Returns what `run` returns."""
     init_seed(config["seed"], config["reproducibility"])
     logger = start_logging(config, warnings)
 

@@ -1,10 +1,11 @@
 """Training one run and writing its record; all pending runs, in turn or in parallel through Ray.
 
 A run's record (one JSON file, written atomically once the run has finished) holds: model,
-dataset, text_emb, variant, seed, overrides, test (RecBole's test metrics), best_valid,
-epochs_run, best_epoch, epoch_cap, valid_curve, resumed_after_epoch, analyses (see
-recbole_llm2rec.evaluation.evaluate_test), cold_start (the protocol, when used), checkpoint,
-wall_s (this attempt's), finished, machine, command. A killed run has no record; it runs again
+dataset, text_emb, variant, seed, overrides, test (the test metrics of all test cases, at full
+precision: the one source of a run's test metrics, see `test_metrics`), test_source,
+best_valid, epochs_run, best_epoch, epoch_cap, valid_curve, resumed_after_epoch, analyses (see
+recbole_llm2rec.evaluation.evaluate_test; its full-ranking "all" is `test`), cold_start (the
+protocol, when used), checkpoint, wall_s (this attempt's), finished, machine, command. A killed run has no record; it runs again
 and its training resumes after its last validated epoch (`RESUME_FILE` beside its checkpoints).
 """
 import json
@@ -16,6 +17,17 @@ from benchmarks.machine import machine
 from recbole_llm2rec.feat import atomic_write_text
 
 RESUME_FILE = "resume.pth"  # in the run's checkpoint folder while it trains
+# Where a record's `test` comes from; records written before it existed hold RecBole's.
+TEST_SOURCE = "recbole_llm2rec.evaluation (full ranking, ties averaged, full precision)"
+RECBOLE_SOURCE = "RecBole's evaluator (rounded to 4 decimals)"
+
+
+def test_metrics(analyses):
+    """{"test": the metrics of all test cases under full ranking, "test_source", "analyses":
+    the rest}, from `evaluate_test`'s report: a record's test metrics, computed once."""
+    full = dict(analyses["full"])
+    return {"test": full.pop("all"), "test_source": TEST_SOURCE,
+            "analyses": {**analyses, "full": full}}
 
 
 def run_settings(exp, run):
@@ -60,14 +72,13 @@ def train_and_evaluate(exp, run, command=""):
         "model": run.model, "dataset": run.dataset, "text_emb": run.text_emb,
         "variant": run.variant, "seed": run.seed,
         "overrides": exp.variant_settings(run) if run.variant in exp.variants else {},
-        "test": {k: float(v) for k, v in out["test_result"].items()},
+        **test_metrics(analyses),
         "best_valid": {k: float(v) for k, v in out["best_valid_result"].items()},
         "epochs_run": len(curve),
         "best_epoch": 1 + curve.index(max(curve)) if curve else None,
         "epoch_cap": int(out["config"]["epochs"]),
         "valid_curve": curve,
         "resumed_after_epoch": out["resumed_after"],
-        "analyses": analyses,
         "cold_start": None if cold is None else {
             k: cold[k] for k in ("name", "fraction", "seed", "n_items", "n_users",
                                  "kept_interactions", "cold_test_cases")},
@@ -80,8 +91,9 @@ def train_and_evaluate(exp, run, command=""):
 
 
 def reanalyse(exp, run, record):
-    """Recompute a finished run's analyses from its checkpoint (no training): the record with
-    new `analyses` and `analysed` (when), or None when the checkpoint is gone."""
+    """Recompute a finished run's test metrics and analyses from its checkpoint (no training):
+    the record with new `test`, `analyses` and `analysed` (when), or None when the checkpoint
+    is gone."""
     import torch
     from recbole.data import create_dataset, data_preparation
 
@@ -98,7 +110,7 @@ def reanalyse(exp, run, record):
     state = torch.load(path, map_location=config["device"], weights_only=True)
     model.load_state_dict(state["state_dict"])
     model.load_other_parameter(state.get("other_parameter"))
-    return {**record, "analyses": analyse(exp, run, model, data, train_data, test_data, cold),
+    return {**record, **test_metrics(analyse(exp, run, model, data, train_data, test_data, cold)),
             "analysed": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 

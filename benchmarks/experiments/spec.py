@@ -8,8 +8,9 @@ optionally, the cold-start protocol. Every key is documented in docs/experiments
 import dataclasses
 import os
 
-from pretrain.stage_config import read_yaml
 from recbole_llm2rec.errors import InputError
+from recbole_llm2rec import props
+from recbole_llm2rec.yaml_file import read_yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
@@ -149,7 +150,7 @@ def load_experiment(path, results_dir=RESULTS):
     else:
         raise InputError("missing or not a list", path=path, field="datasets", value=datasets)
     models = _list(raw, "models", path)
-    embedders = _list(raw, "embedders", path, default=["minilm"])
+    embedders = _list(raw, "embedders", path, default=[props.default("text_emb")])
     variants = {}
     for name, spec in (raw.get("variants") or {}).items():
         if not isinstance(spec, dict) or not isinstance(spec.get("set", {}), dict):

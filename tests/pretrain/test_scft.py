@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from pretrain import scft
+from pretrain import common, scft
 from pretrain.common import read_item_titles
 from pretrain.stage_config import ConfigError, parse_stage_args
 
@@ -39,11 +39,11 @@ def item_file(root, dataset="Games"):
 
 
 def test_prompt_has_the_title_first_and_every_text_column_but_the_id(games_attrs):
-    tokens, attributes, columns = scft.read_item_attributes(item_file(games_attrs))
+    tokens, attributes, columns = common.read_item_attributes(item_file(games_attrs))
     assert columns == ["title", "brand", "categories"]  # price is a float column
     title = read_item_titles(item_file(games_attrs))[1][0]
     assert attributes[0] == [("title", title), ("brand", "Brand0")]  # empty categories left out
-    assert scft.item_prompt(attributes[1]) == (
+    assert common.item_prompt(attributes[1]) == (
         f"The item has the following attributes: \n title is "
         f"{read_item_titles(item_file(games_attrs))[1][1]}; brand is Brand1; "
         f"categories is Video Games, Genre 1")
@@ -74,7 +74,7 @@ def test_title_only_items_drop_the_ratio_of_title_words():
 @pytest.mark.parametrize("fixture", ["games", "games_attrs"])
 def test_no_view_is_ever_an_empty_prompt(fixture, request, tiny_tokenizer):
     root = request.getfixturevalue(fixture)
-    _, attributes, _ = scft.read_item_attributes(item_file(root))
+    _, attributes, _ = common.read_item_attributes(item_file(root))
     collator = scft.SCFTCollator(tiny_tokenizer, drop_ratio=0.9, max_length=64, seed=1)
     prompts = collator.views([{"attributes": a} for a in attributes])
     assert len(prompts) == 2 * len(attributes)
@@ -181,7 +181,7 @@ def test_llmemb_pipeline_trains_scft_alone_and_extracts_the_same_prompt_and_pool
     assert (meta["prompt"], meta["pooling"], meta["attention"]) == ("llmemb", "mean", "causal")
     assert meta["backbone"] == str(tmp_path / "scft" / "final")
     tokens, rows = read_feat(path)
-    _, prompts = scft.item_prompts(item_file(games_attrs))
+    _, prompts = common.item_prompts(item_file(games_attrs))
     # By hand: the SCFT model, causal, mean over every token of the full prompt.
     tokenizer = AutoTokenizer.from_pretrained(meta["backbone"])
     model = AutoModel.from_pretrained(meta["backbone"]).eval()
