@@ -170,7 +170,10 @@ def accumulation_steps(cfg):
 
 
 def apply_lora(model, cfg):
-    """Wrap `model` with LoRA adapters on all linear layers when `cfg.lora_r` is set."""
+    """Wrap `model` with LoRA adapters on all linear layers when `cfg.lora_r` is set. The
+    adapters are initialised on the CPU before the Trainer seeds torch: from `cfg.seed`, in a
+    forked CPU RNG, so they are the same whatever ran before in the process, whose RNG stays
+    where it was."""
     if not cfg.lora_r:
         return model
     import torch.distributed.tensor  # noqa: F401  peft reads it without importing it
@@ -178,7 +181,9 @@ def apply_lora(model, cfg):
 
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules="all-linear", bias="none")
-    return get_peft_model(model, lora)
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(cfg.seed)
+        return get_peft_model(model, lora)
 
 
 def training_arguments(cfg, stage, **overrides):
