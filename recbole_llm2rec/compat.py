@@ -15,6 +15,8 @@
    titles). RecBole's dataset module now reads them with quoting off.
 4. RecBole's multi-process training (`nproc > 1`) needs nccl and GPUs, and its evaluation counts
    some users twice: `recbole_llm2rec.distributed` fixes both; our trainers include its mixin.
+5. RecBole's GradScaler (`enable_scaler`) runs on CUDA only: `recbole_llm2rec.precision` makes
+   it follow the trainer's device; our trainers include its mixin.
 """
 import csv
 import enum
@@ -29,6 +31,7 @@ from recbole.utils import get_trainer as _recbole_get_trainer
 
 from recbole_llm2rec.atomic import atomic_write_bytes
 from recbole_llm2rec.distributed import DistributedTrainerMixin, without_launch_keys
+from recbole_llm2rec.precision import PrecisionTrainerMixin
 from recbole_llm2rec.errors import InputError
 
 torch.autograd.set_detect_anomaly(False)
@@ -204,9 +207,11 @@ _TRAINERS = {}
 
 
 def get_trainer(model_type, model_name):
-    """RecBole's trainer class for the model, with safe checkpoints and multi-process runs."""
+    """RecBole's trainer class for the model, with safe checkpoints, multi-process runs and
+    loss scaling on any device."""
     base = _recbole_get_trainer(model_type, model_name)
     if base not in _TRAINERS:
         _TRAINERS[base] = type("Safe" + base.__name__,
-                               (DistributedTrainerMixin, SafeCheckpointMixin, base), {})
+                               (DistributedTrainerMixin, PrecisionTrainerMixin,
+                                SafeCheckpointMixin, base), {})
     return _TRAINERS[base]
