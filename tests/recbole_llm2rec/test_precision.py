@@ -12,7 +12,7 @@ from recbole_llm2rec.compat import get_trainer
 from recbole_llm2rec.feat import feat_path, write_feat
 from recbole_llm2rec.quick_start import build_config, run
 from slices import write_slice
-from test_models import SMALL, title_words_table
+from test_models import SMALL, one_thread, title_words_table  # noqa: F401  (a fixture)
 
 TRAIN = {**SMALL, "text_emb": "words", "learning_rate": 0.005, "epochs": 4, "stopping_step": 100}
 CASES = {"TextSASRec": ("TextSASRec", {}), "TextGRU4Rec": ("TextGRU4Rec", {}),
@@ -32,14 +32,6 @@ def root(tmp_path_factory):
         **TRAIN, "text_emb": None, "epochs": 1, "data_path": root,
         "checkpoint_dir": str(tmp_path_factory.mktemp("teacher"))})["model_file"]
     return root, teacher
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def trainer_for(model, root, teacher, **settings):
