@@ -61,6 +61,8 @@ def spawn(worker, kwargs, nproc, world_size=-1, ip="localhost", port=None, offse
 
 
 def _rank_main(local_rank, worker, kwargs, launch, queue):
+    # the machine's CPU threads shared out: nproc processes of all threads would contend
+    torch.set_num_threads(max(1, torch.get_num_threads() // launch["nproc"]))
     config_dict = {**(kwargs.get("config_dict") or {}), **launch, "local_rank": local_rank}
     try:
         result = worker(**{**kwargs, "config_dict": config_dict})
@@ -102,9 +104,10 @@ _recbole_trainer.DistributedDataParallel = _ddp
 
 
 class ShardCollector(Collector):
-    """RecBole's Collector, which also records the evaluated users (`users`, internal ids, in
-    evaluation order) and, in a multi-process run, returns the data of all ranks' users, each
-    once, in the order one process evaluates them (`shard` before each evaluation)."""
+    """RecBole's Collector, which also records the evaluated users of a full ranking (`users`,
+    internal ids, in evaluation order; empty for a sampled ranking) and, in a multi-process
+    run, returns the data of all ranks' users, each once, in the order one process evaluates
+    them (`shard` before each evaluation)."""
 
     users = None
 
@@ -122,19 +125,21 @@ class ShardCollector(Collector):
 
     def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
         super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
-        if self._uid_field in interaction.interaction:
+        # one row per user (full ranking); a sampled ranking's batch also holds its negatives
+        if self._uid_field in interaction.interaction and len(interaction) == len(scores_tensor):
             self._batch_users.append(interaction[self._uid_field].cpu())
 
     def get_data_struct(self):
         struct = super().get_data_struct()
-        users = torch.cat(self._batch_users) if self._batch_users else torch.zeros(0, dtype=torch.long)
+        users = torch.cat(self._batch_users or [torch.zeros(0, dtype=torch.long)])
         self._batch_users = []
         if self._shard is not None:
             n, rank, world_size = self._shard
             self._shard = None
             rows = -(-n // world_size)
             mine = {key: struct[key] for key in _PER_USER if key in struct}
-            mine["users"] = users
+            if len(users):
+                mine["users"] = users
             for key, value in mine.items():
                 if value.shape[0] != rows:
                     raise RuntimeError(f"multi-process evaluation needs one {key} row per "

@@ -225,9 +225,9 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
 
     Returns a dict with best_valid_score, best_valid_result, test_result, valid_scores (every
     validation's score, resumed ones included), resumed_after (the epoch training resumed
-    after, or None), model_file, test_users (internal ids of the tested users), the config,
-    the trained model (best checkpoint loaded when saved) and the data (dataset, train, valid,
-    test).
+    after, or None), model_file, test_users (internal ids of the tested users; full ranking
+    only), the config, the trained model (best checkpoint loaded when saved) and the data
+    (dataset, train, valid, test).
     """
     if nproc > 1 or world_size > 0:
         if callback_fn is not None:
