@@ -24,6 +24,8 @@ import torch.multiprocessing as mp
 import recbole.trainer.trainer as _recbole_trainer
 from recbole.evaluator import Collector
 
+from recbole_llm2rec.errors import InputError
+
 # Keys a launcher adds to one rank's config_dict: how to reach the group, not what to train.
 # Checkpoints leave them out, so a run reloads or resumes with any number of processes.
 LAUNCH_KEYS = ("local_rank", "world_size", "nproc", "ip", "port", "offset")
@@ -73,16 +75,27 @@ def _rank_main(local_rank, worker, kwargs, launch, queue):
             dist.destroy_process_group()
 
 
+def check_launch(config, nproc):
+    """Before starting `nproc` processes of a run whose one-process `config` is given: on GPUs,
+    one per process (`gpu_id` lists them; RecBole writes it to CUDA_VISIBLE_DEVICES)."""
+    gpu_id = str(config["gpu_id"] or "")
+    if config["device"].type == "cuda" and len(gpu_id.split(",")) < nproc:
+        raise InputError(f"one GPU per process: list {nproc} GPUs (e.g. --gpu_id=0,1), or set "
+                         f"device: cpu", field="gpu_id", value=gpu_id)
+
+
 def init_process_group(values):
     """Join this rank's process group: RecBole's multi-process branch of `Config._init_device`,
     with gloo and the CPU where there is no GPU to use (`device: cpu`, or torch sees none).
     `values` is the config's final dict; sets its device, single_spec, and (ranks > 0) quiet
     logging, as RecBole does."""
-    rank = values["local_rank"]
-    on_gpu = torch.cuda.is_available() and str(values.get("device") or "") != "cpu"
+    rank, gpu_id = values["local_rank"], str(values.get("gpu_id") or "")
+    on_gpu = str(values.get("device") or "") != "cpu" and gpu_id != ""
     if on_gpu:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(values["gpu_id"])
-        torch.cuda.set_device(rank)
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id  # as RecBole does, before CUDA starts
+        on_gpu = torch.cuda.is_available()
+    if on_gpu:
+        torch.cuda.set_device(rank)  # `check_launch` made sure gpu_id lists one per process
     if not dist.is_initialized():
         dist.init_process_group(
             backend="nccl" if on_gpu else "gloo", rank=rank + (values.get("offset") or 0),

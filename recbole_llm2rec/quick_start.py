@@ -12,7 +12,7 @@ from recbole.utils import get_model, init_logger, init_seed
 
 from recbole_llm2rec.atomic import check_dataset, leave_one_out_need
 from recbole_llm2rec.compat import get_trainer, read_checkpoint
-from recbole_llm2rec.distributed import init_process_group, spawn
+from recbole_llm2rec.distributed import check_launch, init_process_group, spawn
 from recbole_llm2rec.errors import InputError
 
 PROPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "props")
@@ -233,6 +233,9 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
         if callback_fn is not None:
             raise InputError("callback_fn is not available with nproc > 1 (it would run in "
                              "other processes)", field="nproc", value=nproc)
+        config, _ = build_config(model, dataset, config_file_list, config_dict, overrides)
+        check_data(config)  # bad input in one line here, not in every process
+        check_launch(config, nproc)
         return spawn(run_summary, dict(
             model=model, dataset=dataset, config_file_list=config_file_list,
             config_dict=config_dict, overrides=overrides, saved=saved, resume_path=resume_path),

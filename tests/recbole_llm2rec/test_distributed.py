@@ -5,11 +5,13 @@ import glob
 import os
 
 import pytest
+import torch
 
 import run_recbole
 from chance import random_recall
 from recbole_llm2rec.compat import get_trainer
-from recbole_llm2rec.distributed import spawn
+from recbole_llm2rec.distributed import check_launch, spawn
+from recbole_llm2rec.errors import InputError
 from recbole_llm2rec.feat import feat_path, write_feat
 from recbole_llm2rec.quick_start import load_data_and_model, run, run_summary
 from slices import write_slice
@@ -109,3 +111,13 @@ def test_run_recbole_with_nproc_2(words_root, tmp_path, monkeypatch, capsys):
     printed = "  ".join(f"{k}: {v:.4f}" for k, v in alone.items())
     assert f"TextSASRec on Games test: {printed}" in capsys.readouterr().out
     assert alone["recall@20"] > 3 * random_recall(dataset, 20), dict(alone)
+
+
+def test_bad_input_is_one_line_before_any_process_starts(tmp_path):
+    with pytest.raises(InputError, match="dataset folder not found"):
+        run("SASRec", "Games", config_dict={"data_path": str(tmp_path)}, nproc=2)
+    # on GPUs, one per process: RecBole would fail in every process on a device it cannot see
+    with pytest.raises(InputError, match=r"field 'gpu_id' = '0': one GPU per process: list 2"):
+        check_launch({"gpu_id": "0", "device": torch.device("cuda")}, 2)
+    check_launch({"gpu_id": "0,1", "device": torch.device("cuda")}, 2)
+    check_launch({"gpu_id": "0", "device": torch.device("cpu")}, 2)
