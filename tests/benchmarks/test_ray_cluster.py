@@ -2,7 +2,8 @@
 (`ray.cluster_utils.Cluster`: a head without CPUs and worker nodes, each its own raylet and
 worker processes, started from their own working directory): every record, checkpoint and table
 lands in the driver's folders, a node that cannot see the data folder fails in one line naming
-it, and a run whose node is killed is retried and resumes."""
+it, a run whose node is killed is retried and resumes, and a search's trial whose node is
+killed is reported as failed."""
 import glob
 import json
 import os
@@ -85,7 +86,7 @@ def outputs(folder):
                   for p in glob.glob(os.path.join(folder, "**", f"*.{ext}"), recursive=True))
 
 
-@pytest.mark.slow  # about 2-3 minutes here: two Ray runs, a node's death noticed, a search
+@pytest.mark.slow  # minutes: Ray runs and trials, two nodes' deaths noticed
 def test_runs_and_search_on_two_nodes(cluster, data, tmp_path):
     driver_cwd = tmp_path / "driver_cwd"
     driver_cwd.mkdir()
@@ -116,28 +117,42 @@ def test_runs_and_search_on_two_nodes(cluster, data, tmp_path):
         assert checkpoint.startswith(str(tmp_path / "saved" / "cluster") + os.sep)
     assert (tmp_path / "results" / "cluster.md").is_file()  # the table, written by the driver
 
-    # a two-trial search through --address, on what is left of the cluster plus a new node
+    # a two-trial search through --address, on the other node plus a new one; the node of one
+    # trial is killed while both train: that trial is reported as failed, the other completes
     os.chdir(cluster.worker_cwd)
     try:
-        cluster.add_node(num_cpus=1)
+        cluster.workers.append(cluster.add_node(num_cpus=1))
     finally:
         os.chdir(str(driver_cwd))
     cluster.wait_for_nodes()
     space = tmp_path / "space.yaml"
     space.write_text("learning_rate: {loguniform: [1.0e-3, 1.0e-2]}\n")
-    search = subprocess.run(
+    search = subprocess.Popen(
         [sys.executable, "-m", "recbole_llm2rec.tune", "--model", "SASRec", "--dataset",
          "Games", "--space", str(space), "--num-samples", "2", "--cpus", "1", "--seed", "0",
-         "--address", cluster.address, "--output", "search", f"--data_path={data}",
-         "--epochs=2", "--hidden_size=16", "--inner_size=32", "--n_layers=1"],
-        cwd=driver_cwd, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=420)
-    assert search.returncode == 0, search.stderr[-3000:]
+         "--grace-period", "30", "--address", cluster.address, "--output", "search",
+         f"--data_path={data}", "--epochs=30", "--stopping_step=100", "--hidden_size=16",
+         "--inner_size=32", "--n_layers=1"],
+        cwd=driver_cwd, env={**os.environ, **ENV}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    pattern = str(driver_cwd / "search" / "ray" / "trial_*" / "checkpoints" / "*.pth")
+    deadline = time.time() + 240
+    while len(glob.glob(pattern)) < 2:
+        assert search.poll() is None and time.time() < deadline, search.communicate()[0][-3000:]
+        time.sleep(0.2)
+    cluster.remove_node(cluster.workers[1], allow_graceful=False)
+    out, _ = search.communicate(timeout=420)
+    assert search.returncode == 0, out[-3000:]
     table = pd.read_csv(driver_cwd / "search" / "results.csv")
-    assert list(table["status"]) == ["completed", "completed"]
-    for trial in table["trial"]:
-        (checkpoint,) = glob.glob(str(driver_cwd / "search" / "ray" / trial / "checkpoints" /
-                                      "*.pth"))
+    assert sorted(table["status"]) == ["completed", "error"], table.to_dict("records")
+    failed = table[table["status"] == "error"].iloc[0]
+    assert isinstance(failed["error"], str) and failed["error"], failed.to_dict()
+    done = table[table["status"] == "completed"].iloc[0]
+    assert done["epochs"] == 30
+    (checkpoint,) = glob.glob(str(driver_cwd / "search" / "ray" / done["trial"] /
+                                  "checkpoints" / "*.pth"))
     assert (driver_cwd / "search" / "best_config.yaml").is_file()
+    assert "| error |" in (driver_cwd / "search" / "results.md").read_text()
     # nothing landed in the workers' working directory
     assert outputs(cluster.worker_cwd) == []
 
