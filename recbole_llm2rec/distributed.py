@@ -53,8 +53,9 @@ def spawn(worker, kwargs, nproc, world_size=-1, ip="localhost", port=None, offse
     world_size = world_size if world_size > 0 else nproc
     if port is None:
         if world_size > nproc:
-            raise ValueError("a group spread over several machines needs the port of rank 0's "
-                             "machine (port=...)")
+            raise InputError(f"a group of {world_size} processes on several machines (nproc "
+                             f"{nproc} here) needs the port of rank 0's machine (--port)",
+                             field="port", value=None)
         port = free_port()
     launch = {"world_size": world_size, "nproc": nproc, "ip": ip, "port": port, "offset": offset}
     queue = mp.get_context("spawn").SimpleQueue()
