@@ -26,6 +26,18 @@ HEALTH = {"RAY_health_check_period_ms": "2000", "RAY_health_check_timeout_ms": "
 ENV = {"OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
 
 
+def add_worker_node(cluster, cwd, last_byte):
+    """A worker node of 1 CPU at 127.0.0.<last_byte>, started in `cwd` (its workers' cwd). The
+    head keeps the machine's address, so a driver here attaches to the head's raylet, never to
+    a worker node's that the test kills (a driver whose raylet dies loses all its tasks)."""
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return cluster.add_node(num_cpus=1, node_ip_address=f"127.0.0.{last_byte}")
+    finally:
+        os.chdir(here)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """(Cluster with a CPU-less head and two 1-CPU worker nodes, the workers' cwd)."""
@@ -34,14 +46,9 @@ def cluster(tmp_path_factory):
     worker_cwd = tmp_path_factory.mktemp("worker_cwd")
     saved = {k: os.environ.get(k) for k in {**HEALTH, **ENV}}
     os.environ.update({**HEALTH, **ENV})
-    here = os.getcwd()
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "include_dashboard": False})
-    os.chdir(worker_cwd)  # worker nodes (and their workers) inherit this
-    try:
-        nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    finally:
-        os.chdir(here)
+    nodes = [add_worker_node(cluster, worker_cwd, 2), add_worker_node(cluster, worker_cwd, 3)]
     cluster.wait_for_nodes()
     cluster.worker_cwd, cluster.workers = str(worker_cwd), nodes
     yield cluster
@@ -119,11 +126,7 @@ def test_runs_and_search_on_two_nodes(cluster, data, tmp_path):
 
     # a two-trial search through --address, on the other node plus a new one; the node of one
     # trial is killed while both train: that trial is reported as failed, the other completes
-    os.chdir(cluster.worker_cwd)
-    try:
-        cluster.workers.append(cluster.add_node(num_cpus=1))
-    finally:
-        os.chdir(str(driver_cwd))
+    cluster.workers.append(add_worker_node(cluster, cluster.worker_cwd, 4))
     cluster.wait_for_nodes()
     space = tmp_path / "space.yaml"
     space.write_text("learning_rate: {loguniform: [1.0e-3, 1.0e-2]}\n")
@@ -170,6 +173,7 @@ def test_a_node_without_the_data_folder_fails_in_one_line(cluster, data, tmp_pat
     with pytest.raises(InputError) as err:
         execute.run_all(exp, address=cluster.address)
     message = str(err.value)
-    assert "\n" not in message and message.startswith(f"{missing}: not found on Ray node ")
+    # named: the worker node that ran it (not the driver's machine address)
+    assert "\n" not in message and message.startswith(f"{missing}: not found on Ray node 127.0.0.")
     assert "shared" in message
     assert not os.path.exists(tmp_path / "results")
