@@ -18,6 +18,10 @@
    would read otherwise, a value starting with '"' whose quote runs past a tab), then reads it
    with quoting off. Any other RecBole dataset in the process reads its files as stock RecBole
    does: same `read_csv` call, same arguments.
+4. RecBole's multi-process training (`nproc > 1`) needs nccl and GPUs, and its evaluation counts
+   some users twice: `recbole_llm2rec.distributed` fixes both; our trainers include its mixin.
+5. RecBole's GradScaler (`enable_scaler`) runs on CUDA only: `recbole_llm2rec.precision` makes
+   it follow the trainer's device; our trainers include its mixin.
 
 docs/compat.md lists every change importing the plugin makes, and why.
 """
@@ -34,6 +38,8 @@ import recbole.model.sequential_recommender  # noqa: F401  (runs sine.py's globa
 from recbole.utils import get_trainer as _recbole_get_trainer
 
 from recbole_llm2rec.atomic import atomic_write_bytes, check_rows
+from recbole_llm2rec.distributed import DistributedTrainerMixin, without_launch_keys
+from recbole_llm2rec.precision import PrecisionTrainerMixin
 from recbole_llm2rec.errors import InputError
 
 torch.autograd.set_detect_anomaly(False)
@@ -158,7 +164,7 @@ class SafeCheckpointMixin:
         return {
             "format": CHECKPOINT_FORMAT,
             "config": plain_config(self.config),
-            "external_config": plain_values(self.config.external_config_dict),
+            "external_config": without_launch_keys(plain_values(self.config.external_config_dict)),
             "epoch": epoch,
             "cur_step": self.cur_step,
             "best_valid_score": float(self.best_valid_score),
@@ -174,7 +180,8 @@ class SafeCheckpointMixin:
         if not self._is_writer():
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        torch.save(self._checkpoint_state(epoch), saved_model_file)
+        state = self._checkpoint_state(epoch)
+        atomic_write_bytes(saved_model_file, lambda fh: torch.save(state, fh))
         if verbose:
             self.logger.info(f"Saving current: {saved_model_file}")
 
@@ -204,7 +211,7 @@ class SafeCheckpointMixin:
         if state.get("kind") != "resume":
             raise InputError("not a resume state (a best-model checkpoint?); resume states "
                              "are written by save_resume_state", path=path)
-        given = plain_values(self.config.external_config_dict)
+        given = without_launch_keys(plain_values(self.config.external_config_dict))
         changed = sorted(k for k in set(given) | set(state["external_config"])
                          if given.get(k) != state["external_config"].get(k))
         if changed:
@@ -231,8 +238,11 @@ _TRAINERS = {}
 
 
 def get_trainer(model_type, model_name):
-    """RecBole's trainer class for the model, with safe checkpoints."""
+    """RecBole's trainer class for the model, with safe checkpoints, multi-process runs and
+    loss scaling on any device."""
     base = _recbole_get_trainer(model_type, model_name)
     if base not in _TRAINERS:
-        _TRAINERS[base] = type("Safe" + base.__name__, (SafeCheckpointMixin, base), {})
+        _TRAINERS[base] = type("Safe" + base.__name__,
+                               (DistributedTrainerMixin, PrecisionTrainerMixin,
+                                SafeCheckpointMixin, base), {})
     return _TRAINERS[base]

@@ -1,5 +1,6 @@
 """One RecBole run (config -> dataset -> model -> trainer -> fit -> test) for plugin and built-in models."""
 import ast
+import logging
 import os
 from logging import getLogger
 
@@ -10,6 +11,7 @@ from recbole.utils import get_model, init_logger, init_seed
 
 from recbole_llm2rec.atomic import leave_one_out_need
 from recbole_llm2rec.compat import get_trainer, read_checkpoint
+from recbole_llm2rec.distributed import check_launch, init_process_group, spawn
 from recbole_llm2rec.errors import InputError
 from recbole_llm2rec.inter_checks import check_dataset
 from recbole_llm2rec.props import props_files
@@ -60,6 +62,14 @@ class PluginConfig(Config):
 
     def _load_cmd_line(self):
         return self._convert_config_dict(dict(self._overrides))
+
+    def _init_device(self):
+        if "local_rank" not in self.final_config_dict:  # one process
+            return super()._init_device()
+        gpu_id = self.final_config_dict["gpu_id"]
+        self.final_config_dict["gpu_id"] = (",".join(map(str, gpu_id))
+                                            if isinstance(gpu_id, tuple) else str(gpu_id))
+        init_process_group(self.final_config_dict)  # RecBole's would need nccl and GPUs
 
     def _convert_config_dict(self, config_dict):
         # RecBole's version eval()s every string of config_dict and of the command line
@@ -171,7 +181,10 @@ def start_logging(config, warnings=()):
     for handler in getLogger().handlers[:]:
         getLogger().removeHandler(handler)
         handler.close()
-    init_logger(config)
+    if config["single_spec"] or config["local_rank"] == 0:
+        init_logger(config)
+    else:  # one log file per run, rank 0's: the other ranks only print their errors
+        logging.basicConfig(level=logging.ERROR, handlers=[logging.StreamHandler()])
     logger = getLogger()
     for warning in warnings:
         logger.warning(warning)
@@ -180,8 +193,15 @@ def start_logging(config, warnings=()):
 
 
 def run(model, dataset, config_file_list=None, config_dict=None, overrides=None, saved=True,
-        callback_fn=None, resume_path=None):
+        callback_fn=None, resume_path=None, nproc=1, world_size=-1, ip="localhost", port=None,
+        group_offset=0):
     """Train and test one model. `callback_fn(epoch_idx, valid_result)` runs after each validation.
+
+    With `nproc` > 1 (or a `world_size`), RecBole's multi-process training: `nproc` processes
+    here (ranks group_offset..group_offset + nproc - 1 of `world_size`, meeting at ip:port; the
+    port is picked when the group is on this machine alone), gloo on CPUs, nccl on GPUs
+    (`recbole_llm2rec.distributed`). It returns rank 0's `summary` of the run (no model or data;
+    None on the other machines); `callback_fn` is not available.
 
     With `resume_path` (and `saved`), the trainer's state is written there after every
     validation (`save_resume_state`), training resumes from that file when it exists (a run
@@ -190,11 +210,29 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
 
     Returns a dict with best_valid_score, best_valid_result, test_result, valid_scores (every
     validation's score, resumed ones included), resumed_after (the epoch training resumed
-    after, or None), the config, the trained model (best checkpoint loaded when saved) and
-    the data (dataset, train, valid, test).
+    after, or None), model_file, test_users (internal ids of the tested users; full ranking
+    only), the config, the trained model (best checkpoint loaded when saved) and the data
+    (dataset, train, valid, test).
     """
+    if nproc > 1 or world_size > 0:
+        if callback_fn is not None:
+            raise InputError("callback_fn is not available with nproc > 1 (it would run in "
+                             "other processes)", field="nproc", value=nproc)
+        config, _ = build_config(model, dataset, config_file_list, config_dict, overrides)
+        check_data(config)  # bad input in one line here, not in every process
+        return launch(dict(model=model, dataset=dataset, config_file_list=config_file_list,
+                           config_dict=config_dict, overrides=overrides, saved=saved,
+                           resume_path=resume_path),
+                      config, nproc, world_size, ip, port, group_offset)
     config, model_class = build_config(model, dataset, config_file_list, config_dict, overrides)
     return run_config(config, model_class, check_data(config), saved, callback_fn, resume_path)
+
+
+def launch(run_args, config, nproc, world_size=-1, ip="localhost", port=None, group_offset=0):
+    """Start a multi-process run (`run`'s keyword arguments `run_args`) whose `config` is built
+    and whose data is checked. Returns rank 0's `run_summary` (None on other machines)."""
+    check_launch(config, nproc)
+    return spawn(run_summary, run_args, nproc, world_size, ip, port, group_offset)
 
 
 def run_config(config, model_class, warnings=(), saved=True, callback_fn=None, resume_path=None):
@@ -240,9 +278,17 @@ def run_config(config, model_class, warnings=(), saved=True, callback_fn=None, r
         "valid_score_bigger": config["valid_metric_bigger"],
         "config": config,
         "model_file": trainer.saved_model_file if saved else None,
+        "test_users": trainer.last_eval_users.tolist(),
         "model": net,
         "data": (data, train_data, valid_data, test_data),
     }
+
+
+def run_summary(**kwargs):
+    """`run(**kwargs)`'s result without the config, model and data: plain values, which one
+    process can send to another."""
+    result = run(**kwargs)
+    return {k: v for k, v in result.items() if k not in ("config", "model", "data")}
 
 
 # Loading a checkpoint must not unpickle anything: RecBole's dataset and dataloader caches

@@ -35,7 +35,7 @@ def run_settings(exp, run):
     from recbole_llm2rec.evaluation import cold_start as cs
 
     settings = exp.settings(run)
-    settings["checkpoint_dir"] = os.path.join(ROOT, "saved", "experiments", exp.name,
+    settings["checkpoint_dir"] = os.path.join(exp.saved_dir, exp.name,
                                               run.file_name[:-len(".json")])
     if not exp.cold_start:
         return settings, run.dataset, None
@@ -152,7 +152,13 @@ def prepare(exp):
 
 def run_all(exp, parallel=1, address=None, on_done=None, command=""):
     """Run every pending run: in this process, or `parallel` at a time as Ray tasks of 1 CPU
-    (on a cluster at `address` when given). `on_done(run, path)` follows each saved record."""
+    (on a cluster at `address` when given). `on_done(run, path)` follows each saved record.
+
+    On Ray, the records are written here (the driver); the checkpoints and the data are read
+    and written by the nodes at the paths resolved here, which must therefore be on storage
+    every node shares. A run whose node or worker dies is retried (`RETRIES`; it resumes after
+    its last validated epoch); one that still fails is reported and the others go on, then
+    SystemExit names the failed runs. Bad input on a node (InputError) stops them all."""
     todo = pending(exp)
     if todo:
         prepare(exp)
@@ -163,27 +169,57 @@ def run_all(exp, parallel=1, address=None, on_done=None, command=""):
                 on_done(run, path)
         return len(todo)
     import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    from recbole_llm2rec.errors import InputError
 
     ray.init(address=address, num_cpus=None if address else parallel, include_dashboard=False,
              log_to_driver=False, runtime_env={"env_vars": {
                  "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
                  "OMP_NUM_THREADS": "1"}})
+    failed = []
     try:
-        task = ray.remote(num_cpus=1, max_retries=0)(_remote_run)
+        task = ray.remote(num_cpus=1, max_retries=RETRIES)(_remote_run)
         waiting = {task.remote(exp, run, command): run for run in todo}
         while waiting:
             done, _ = ray.wait(list(waiting), num_returns=1)
             run = waiting.pop(done[0])
-            path = save(exp, run, ray.get(done[0]))
+            try:
+                record = ray.get(done[0])
+            except RayTaskError as err:
+                if isinstance(err.cause, InputError):
+                    raise err.cause from None
+                failed.append(run.file_name)
+                print(f"failed {run.file_name}: {_first_line(err.cause or err)}", flush=True)
+                continue
+            except RayError as err:  # its node or worker died, more than RETRIES times
+                failed.append(run.file_name)
+                print(f"failed {run.file_name}: {_first_line(err)}", flush=True)
+                continue
+            path = save(exp, run, record)
             if on_done:
                 on_done(run, path)
     finally:
         ray.shutdown()
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(todo)} runs failed ({', '.join(failed)}); "
+                         f"run the same command again to retry them")
     return len(todo)
+
+
+RETRIES = 2  # times Ray reruns a run whose node or worker died (not one that raised)
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _remote_run(exp, run, command):
     import torch
 
+    from recbole_llm2rec.tune.nodes import check_on_node
+
+    check_on_node(exp.data_path, *([exp.cold_start["data_path"]] if exp.cold_start else []))
     torch.set_num_threads(1)
     return train_and_evaluate(exp, run, command)

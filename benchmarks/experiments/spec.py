@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 DEFAULT_RECBOLE = {"epochs": 300, "show_progress": False}  # early stopping ends the runs
 KEYS = {"name", "title", "notes", "data_path", "datasets", "models", "embedders", "seeds",
-        "recbole", "variants", "baselines", "analyses", "cold_start", "results_dir"}
+        "recbole", "variants", "baselines", "analyses", "cold_start", "results_dir", "saved_dir"}
 NO_EMB = "-"       # text_emb of a model without a text table (SASRec, GRU4Rec)
 NO_VARIANT = "-"   # the run without extra settings
 
@@ -61,6 +61,7 @@ class Experiment:
     analyses: list
     cold_start: dict      # {} or {"fraction", "seed", "data_path"}
     results_dir: str
+    saved_dir: str = os.path.join(ROOT, "saved", "experiments")  # checkpoints: <name>/<run>/
     only_variants: list = None  # run only these variant names now (NO_VARIANT for none)
 
     @property
@@ -188,4 +189,6 @@ def load_experiment(path, results_dir=RESULTS):
         recbole={**DEFAULT_RECBOLE, **(raw.get("recbole") or {})}, variants=variants,
         baselines=baselines, analyses=analyses, cold_start=cold,
         results_dir=os.path.join(ROOT, raw["results_dir"]) if raw.get("results_dir")
-        else results_dir)
+        else results_dir,
+        saved_dir=os.path.join(ROOT, raw["saved_dir"]) if raw.get("saved_dir")
+        else os.path.join(ROOT, "saved", "experiments"))
