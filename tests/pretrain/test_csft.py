@@ -76,7 +76,8 @@ def test_labels_mask_exactly_the_input(tiny_tokenizer):
 def test_loss_goes_down_and_a_resumed_run_equals_an_uninterrupted_one(
         tiny_qwen2_dir, games, tmp_path, capsys, monkeypatch):
     from safetensors.torch import load_file
-    from transformers import Trainer
+
+    from pretrain import steps
 
     run = tmp_path / "run"
     args = run_args(tiny_qwen2_dir, run, games, "--max_steps", "8", "--save_steps", "2")
@@ -92,9 +93,9 @@ def test_loss_goes_down_and_a_resumed_run_equals_an_uninterrupted_one(
     state = run / "csft" / "checkpoint-8" / "trainer_state.json"
     state.write_text(state.read_text()[:100])
     micro_steps = []
-    real_step = Trainer.training_step
-    monkeypatch.setattr(Trainer, "training_step",
-                        lambda self, *a, **k: micro_steps.append(1) or real_step(self, *a, **k))
+    real_step = steps.token_step
+    monkeypatch.setattr(steps, "token_step", lambda trainer, model, batches: micro_steps.extend(
+        batches) or real_step(trainer, model, batches))
     capsys.readouterr()
     csft.main(args)
     out = capsys.readouterr().out
@@ -234,11 +235,11 @@ def test_kill_9_then_same_command_resumes(tiny_qwen2_dir, games, tmp_path):
 def test_length_grouped_sampler_cuts_padding_and_keeps_every_example():
     import random
 
-    from pretrain.training import LengthGroupedSampler
+    from pretrain.batching import StepSampler
 
     rng = random.Random(0)
     lengths = [rng.randint(5, 300) for _ in range(200)]
-    sampler = LengthGroupedSampler(lengths, micro_batch=4, mega_batch=400, seed=1)
+    sampler = StepSampler(lengths, batch_size=4, group_by_length=True, mega_steps=100, seed=1)
     order = list(sampler)
     assert sorted(order) == list(range(200)) and order == list(sampler)
 
@@ -249,6 +250,8 @@ def test_length_grouped_sampler_cuts_padding_and_keeps_every_example():
     rng.shuffle(random_order)
     assert padded(order) < 1.1 * sum(lengths) < 0.8 * padded(random_order)
     sampler.set_epoch(1)
-    assert list(sampler) != order  # a new epoch, a new order
+    again = list(sampler)
+    assert again != [k + 200 for k in order]  # a new epoch, a new order (draws epoch x 200 + i)
+    assert sorted(again) == list(range(200, 400))
     first_lengths = [max(lengths[i] for i in order[k:k + 4]) for k in range(0, 200, 4)]
     assert first_lengths != sorted(first_lengths, reverse=True)  # batch order is shuffled
