@@ -174,7 +174,10 @@ def make_trainer(cfg, stage, model, tokenizer, dataset, collator, trainer_class=
     """The Trainer of a stage: `model` without KV cache and LoRA-wrapped when `cfg.lora_r`,
     trained on `dataset` batched by `collator`; `arguments` override TrainingArguments.
     `trainer_class` defaults to `stage_trainer_class()`. Returns (trainer, model)."""
+    from transformers import set_seed
+
     model.config.use_cache = False
+    set_seed(cfg.seed)  # LoRA's initial weights: from the seed, not from what ran before
     model = apply_lora(model, cfg)
     trainer_class = trainer_class or stage_trainer_class()
     trainer = trainer_class(model=model, args=training_arguments(cfg, stage, **arguments),
