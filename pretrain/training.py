@@ -64,6 +64,24 @@ def stage_trainer_class():
             """Trainable parameters outside the model (averaged over processes by hand)."""
             return []
 
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            # Several CPU processes: HF maps the optimizer state to args.device, `cpu:<rank>`,
+            # which torch.load cannot restore to; plain `cpu` is the same memory.
+            if self.args.device.type != "cpu" or self.args.world_size == 1:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            real = torch.load
+
+            def load(f, *args, map_location=None, **kwargs):
+                if torch.device(map_location or "cpu").type == "cpu":
+                    map_location = "cpu"
+                return real(f, *args, map_location=map_location, **kwargs)
+
+            torch.load = load
+            try:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            finally:
+                torch.load = real
+
     return StageTrainer
 
 
