@@ -55,13 +55,16 @@ class StepSampler(torch.utils.data.Sampler):
     the last `N mod batch_size` examples of each epoch's random order are left out. With
     `group_by_length`, the random order is cut into mega-batches of `mega_steps` batches, each
     sorted by length (longest first) and cut into batches, whose order is shuffled: a batch
-    holds examples of similar length, and the order of batches stays random. Depends on the
-    seed and epoch only (not on the number of processes or the micro-batch size)."""
+    holds examples of similar length, and the order of batches stays random; each batch is
+    dealt out over `processes` so that their shares are alike in length. Which examples make
+    up each batch depends on the seed and epoch only (not on the number of processes or the
+    micro-batch size)."""
 
-    def __init__(self, lengths, batch_size, group_by_length=False, mega_steps=50, seed=0):
+    def __init__(self, lengths, batch_size, group_by_length=False, mega_steps=50, seed=0,
+                 processes=1):
         self.lengths, self.batch = list(lengths), batch_size
         self.group, self.mega = group_by_length, max(mega_steps, 1) * batch_size
-        self.seed, self.epoch = seed, 0
+        self.seed, self.epoch, self.processes = seed, 0, processes
 
     def set_epoch(self, epoch):
         self.epoch = epoch
@@ -80,7 +83,11 @@ class StepSampler(torch.utils.data.Sampler):
                                reverse=True)
                 batches = [group[i:i + self.batch] for i in range(0, len(group), self.batch)]
                 for b in torch.randperm(len(batches), generator=gen).tolist():
-                    grouped.extend(batches[b])
+                    # process r takes the r-th slice of a step: deal the sorted batch out so
+                    # every process gets long and short examples alike (none waits for one
+                    # holding all the longest); each slice stays sorted
+                    grouped.extend(i for r in range(self.processes)
+                                   for i in batches[b][r::self.processes])
             order = grouped
         return iter([self.epoch * n + i for i in order])
 

@@ -182,7 +182,7 @@ def fake_checkpoint(folder, step):
 @pytest.mark.parametrize("damage", ["truncated state", "no state", "no optimizer",
                                     "no weights"])
 def test_resume_skips_an_incomplete_newest_checkpoint(tmp_path, capsys, damage):
-    from pretrain.training import latest_checkpoint
+    from pretrain.checkpoints import latest_checkpoint
 
     assert latest_checkpoint(str(tmp_path / "missing")) is None
     for step in (2, 10, 12):
@@ -212,7 +212,7 @@ def test_kill_9_then_same_command_resumes(tiny_qwen2_dir, games, tmp_path):
     import sys
     import time
 
-    from pretrain.training import latest_checkpoint
+    from pretrain.checkpoints import latest_checkpoint
 
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     run = tmp_path / "run"
@@ -255,3 +255,28 @@ def test_length_grouped_sampler_cuts_padding_and_keeps_every_example():
     assert sorted(again) == list(range(200, 400))
     first_lengths = [max(lengths[i] for i in order[k:k + 4]) for k in range(0, 200, 4)]
     assert first_lengths != sorted(first_lengths, reverse=True)  # batch order is shuffled
+
+
+def test_length_grouped_steps_hold_the_same_examples_in_any_number_of_processes():
+    import random
+
+    from pretrain.batching import StepSampler
+
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 300) for _ in range(400)]
+    one = list(StepSampler(lengths, 16, True, mega_steps=25, seed=2))
+    two = list(StepSampler(lengths, 16, True, mega_steps=25, seed=2, processes=2))
+    steps = range(0, 400, 16)
+    assert [sorted(one[k:k + 16]) for k in steps] == [sorted(two[k:k + 16]) for k in steps]
+    # Each process's half of a step is sorted, and the halves pad to about the same length:
+    # rank 0 does not get all the longest examples of the step (and the others wait for it).
+    def padded_ratio(order, k):
+        first, second = order[k:k + 8], order[k + 8:k + 16]
+        return max(lengths[i] for i in first) / max(lengths[i] for i in second)
+
+    for k in steps:
+        halves = [[lengths[i] for i in two[k + h:k + h + 8]] for h in (0, 8)]
+        assert all(half == sorted(half, reverse=True) for half in halves)
+    dealt = [padded_ratio(two, k) for k in steps]
+    undealt = [padded_ratio(one, k) for k in steps]
+    assert max(dealt) < 1.1 and sum(undealt) > sum(dealt) + 0.05 * len(dealt)
