@@ -244,6 +244,7 @@ def extract(model, data_path, datasets, name, title_field="title", pooling="mean
             raise FeatError("already exists; pass --overwrite to replace it", out)
         tokens, titles = item_texts(data_path, dataset, title_field, prompt)
         jobs.append((dataset, out, tokens, titles))
+    ranks.barrier()  # every process has checked before rank 0 writes any file
     net, tokenizer, info = load_encoder(model, attention, dtype, device, attn_implementation)
     meta = dict(info, stage="extract", pooling=pooling, max_length=max_length,
                 title_field=title_field, prompt=prompt, normalized=bool(normalize), **declared)

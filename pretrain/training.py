@@ -257,7 +257,7 @@ def _rng_state_types():
 
 def train_and_save(trainer, model, tokenizer, cfg, stage, record):
     """Train (resuming from the newest complete checkpoint) and save `final/`. Returns its path."""
-    resume = latest_checkpoint(stage_dir(cfg, stage))
+    resume = ranks.broadcast_from_main(latest_checkpoint(stage_dir(cfg, stage)))  # the same
     if resume and trainer.args.should_save:
         print(f"[{stage}] resuming from {resume}", flush=True)
     with torch.serialization.safe_globals(_rng_state_types()):
@@ -279,6 +279,15 @@ def stage_commands(stage, prepare, make_trainer):
     return run, main
 
 
+def _stage_state(out, final, record):
+    """(whether `final/` is up to date, why the stage folder must be moved aside: [] if not)."""
+    if not provenance.differences(provenance.read(final), record):
+        return True, []
+    if not (os.path.isdir(out) and os.listdir(out)):
+        return False, []
+    return False, provenance.differences(provenance.read(out), record)
+
+
 def run_stage(cfg, stage, prepare, make_stage_trainer):
     """A stage's whole run. Nothing when `final/` was made from what this run would use (same
     input model content, data and settings). Otherwise the stage folder, if made from something
@@ -290,17 +299,18 @@ def run_stage(cfg, stage, prepare, make_stage_trainer):
     check_model_folder(model_dir)
     record = provenance.stage_record(cfg, stage, model_dir)
     out, final = stage_dir(cfg, stage), final_dir(cfg, stage)
-    if not provenance.differences(provenance.read(final), record):
-        print(f"[{stage}] {final} is complete and up to date; nothing to do", flush=True)
-        return final
-    why = provenance.differences(provenance.read(out), record)
-    if os.path.isdir(out) and os.listdir(out) and why:
-        ranks.barrier()  # every process has decided before the folder moves
+    # Rank 0 decides for all: another rank looking at the folder while rank 0 writes into it
+    # could decide otherwise, and the processes would wait for each other forever.
+    done, why = ranks.broadcast_from_main(
+        _stage_state(out, final, record) if ranks.is_main_process() else None)
+    if done:
         if ranks.is_main_process():
-            moved = provenance.move_aside(out)
-            print(f"[{stage}] redoing: {'; '.join(why)}; the old outputs are in {moved}",
-                  flush=True)
-        ranks.barrier()
+            print(f"[{stage}] {final} is complete and up to date; nothing to do", flush=True)
+        return final
+    if why and ranks.is_main_process():
+        moved = provenance.move_aside(out)
+        print(f"[{stage}] redoing: {'; '.join(why)}; the old outputs are in {moved}", flush=True)
+    ranks.barrier()  # the old folder is out of the way before any process goes on
     tokenizer, dataset, stats = prepare(cfg)
     save_run_info(cfg, stage, stats, record)
     trainer, model = make_stage_trainer(cfg, tokenizer, dataset)

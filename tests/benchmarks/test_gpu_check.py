@@ -35,3 +35,20 @@ def test_an_error_is_loud_and_recorded(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
     assert "| FAILED |" in out.read_text()
+
+
+def test_reproduce_configs_are_the_papers_step_counts_and_four_runs():
+    from benchmarks.experiments.spec import load_experiment
+    from pretrain.pipeline import stage_configs
+    from pretrain.stage_config import read_yaml
+
+    ours = stage_configs(read_yaml(gpu_check.REPRODUCE_PIPELINE))
+    paper = stage_configs(read_yaml(os.path.join(ROOT, "pretrain", "configs",
+                                                 "qwen2-0.5b_amazon.yaml")))
+    assert list(ours) == ["csft", "mntp", "ic"]
+    for stage, cfg in ours.items():
+        assert (cfg.max_steps, cfg.batch_size) == (paper[stage].max_steps, paper[stage].batch_size)
+        assert cfg.datasets == ["Games", "Electronics", "Clothing", "Books"]
+    runs = load_experiment(gpu_check.REPRODUCE_EXPERIMENT).runs()
+    assert sorted((r.dataset, r.variant) for r in runs) == [
+        ("Beauty", "-"), ("Beauty", "text+id"), ("Games", "-"), ("Games", "text+id")]

@@ -8,6 +8,7 @@ whose rank 1 is killed in CSFT, then the same command again: resume, one writer,
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -56,9 +57,18 @@ def torchrun(tmp, jobs, watch, kill=None, check=True):
         json.dump({"jobs": jobs, "report": report, "watch": str(watch), "kill": kill}, fh)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, TOKENIZERS_PARALLELISM="false")
     env.pop("RANK", None), env.pop("WORLD_SIZE", None)
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                           f"--master_port={free_port()}", LAUNCH, spec], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=240)
+    # Its own process group, so a hang is ended with every worker it started (not orphaned).
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc_per_node=2", LAUNCH, spec], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"the launch hung (killed after 180 s): {err[-3000:]}")
+    proc = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     reports = {}
