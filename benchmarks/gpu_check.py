@@ -1,4 +1,5 @@
-"""The prepared check for the day a GPU is lent: one command, under 8 minutes on one GPU.
+"""The prepared check for the day a GPU is lent: one command, sized for under 8 minutes on one
+GPU (not yet run on a GPU: none was available when it was written; its CPU dry run is tested).
 
     python -m benchmarks.gpu_check                 # SmolLM2-135M, bf16, flash-attn or sdpa
     python -m benchmarks.gpu_check --reproduce     # estimate first, then the paper-scale runs
@@ -114,7 +115,8 @@ def quick(args, table):
     gpus = torch.cuda.device_count() if args.device.startswith("cuda") else 0
     for stage in STAGE_ORDER if gpus >= 2 else ():
         start = time.perf_counter()
-        subprocess.run(["torchrun", f"--nproc_per_node={gpus}", "-m", f"pretrain.{stage}",
+        subprocess.run(["torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m",
+                        f"pretrain.{stage}",
                         *stage_argv(args, stage, os.path.join(args.run_dir, f"ddp{gpus}"),
                                     args.steps, args.batch_size * gpus, args.batch_size)],
                        check=True, cwd=ROOT)
