@@ -1,5 +1,6 @@
-"""The prepared check for the day a GPU is lent: one command, sized for under 8 minutes on one
-GPU (not yet run on a GPU: none was available when it was written; its CPU dry run is tested).
+"""The prepared check for the day a GPU is lent: one command, sized for 8 minutes on one GPU.
+
+Not yet run on a GPU (none was available when it was written); its CPU dry run is tested.
 
     python -m benchmarks.gpu_check                 # SmolLM2-135M, bf16, flash-attn or sdpa
     python -m benchmarks.gpu_check --reproduce     # estimate first, then the paper-scale runs
