@@ -162,7 +162,8 @@ def reproduce(args, table):
         section = paper[stage]
         argv = stage_argv(args, stage, os.path.join(args.run_dir, "probe"), args.probe_steps,
                           section["batch_size"], section["micro_batch_size"])
-        argv += ["--max_length", str(section["max_length"]), "--datasets", *paper["datasets"]]
+        argv += ["--max_length", str(section["max_length"]),
+                 "--datasets", *(args.probe_datasets or paper["datasets"])]
         reset_memory(args.device)
         wall, steps, _ = run_stage(stage, argv)
         minutes = section["max_steps"] / steps / 60
@@ -207,6 +208,8 @@ def build_parser():
     p.add_argument("--out", default="benchmarks/results/gpu_check.md", help="Markdown table")
     p.add_argument("--reproduce", action="store_true", help="the paper-scale runs (above)")
     p.add_argument("--probe_steps", type=int, default=5, help="--reproduce: steps per probe")
+    p.add_argument("--probe_datasets", nargs="+", default=None,
+                   help="--reproduce: data of the probes (default: the paper's mix)")
     p.add_argument("--budget_min", type=float, default=10.0, help="--reproduce: budget")
     p.add_argument("--force", action="store_true", help="--reproduce: run over the budget")
     return p

@@ -52,3 +52,21 @@ def test_reproduce_configs_are_the_papers_step_counts_and_four_runs():
     runs = load_experiment(gpu_check.REPRODUCE_EXPERIMENT).runs()
     assert sorted((r.dataset, r.variant) for r in runs) == [
         ("Beauty", "-"), ("Beauty", "text+id"), ("Games", "-"), ("Games", "text+id")]
+
+
+def test_reproduce_prints_its_estimate_first_and_stops_over_the_budget(tmp_path, capsys):
+    import pytest
+
+    data = write_slice(str(tmp_path / "data"), "Games", 500)
+    model = save_tiny_model(tmp_path / "tiny", "qwen2")
+    out = tmp_path / "check.md"
+    with pytest.raises(SystemExit, match="exceeds --budget_min 0.01"):
+        gpu_check.main(["--reproduce", "--device", "cpu", "--probe_steps", "1", "--model", model,
+                        "--data_path", data, "--probe_datasets", "Games", "--budget_min", "0.01",
+                        "--run_dir", str(tmp_path / "runs"), "--out", str(out)])
+    said = capsys.readouterr().out
+    assert said.index("estimate") < said.index("csft: 10000 steps ~") < said.index("total ~")
+    table = out.read_text()
+    for stage, steps in (("csft", 10000), ("mntp", 1000), ("ic", 1000)):
+        assert f"probe {stage}: 1 steps" in table and f"{steps} steps ~" in table
+    assert "| FAILED |" in table  # the stop is recorded too
