@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pretrain import ranks
 from pretrain.common import dataset_file, item_prompts, read_item_titles
 from pretrain.encoder_pooling import POOLING, declared_pooling, pool
 from recbole_llm2rec.errors import InputError, cli_main
@@ -71,7 +72,8 @@ def is_decoder_only(config):
 
 
 def default_device():
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """This process's GPU (`cuda:<LOCAL_RANK>` under torchrun) when available, else cpu."""
+    return str(ranks.device())
 
 
 def load_encoder(model, attention=None, dtype="auto", device=None, attn_implementation=None):
@@ -133,31 +135,43 @@ def embed_texts(model, tokenizer, texts, pooling="mean", batch_tokens=BATCH_TOKE
                 max_length=512, desc="embed", normalize=False):
     """Embed `texts` (N strings) in `token_batches` of at most `batch_tokens` padded tokens,
     each distinct text once, under a progress bar; `normalize` scales each row to unit L2 norm.
-    Returns (float32 [N, H] in the order of `texts`, number of real tokens of the N texts)."""
+    Under torchrun each process embeds every world-th text of the length-sorted list (its
+    batches stay length-sorted) and rank 0 gathers the rows.
+    Returns (float32 [N, H] in the order of `texts`, number of real tokens of the N texts);
+    the array is None on the other ranks."""
     if pooling not in POOLING:
         raise ModelError(f"must be one of {', '.join(POOLING)}", field="pooling", value=pooling)
     distinct = list(dict.fromkeys(texts))  # a row depends on its text alone, not its batch
     encoded = tokenizer(distinct, truncation=True, max_length=max_length)
     features = [{k: encoded[k][i] for k in encoded.keys()} for i in range(len(distinct))]
     lengths = [len(f["input_ids"]) for f in features]
+    mine = ranks.share(sorted(range(len(distinct)), key=lambda i: -lengths[i]))
     accepted = set(inspect.signature(model.forward).parameters)
     device = next(model.parameters()).device
-    out = np.zeros((len(distinct), model.config.hidden_size), dtype=np.float32)
-    with torch.inference_mode(), tqdm(total=len(distinct), desc=desc, unit="item") as bar:
-        for idx in token_batches(lengths, batch_tokens):
-            batch = tokenizer.pad([features[i] for i in idx], return_tensors="pt")
+    rows = np.zeros((len(mine), model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode(), tqdm(total=len(distinct), desc=desc, unit="item",
+                                      disable=not ranks.is_main_process()) as bar:
+        for idx in token_batches([lengths[i] for i in mine], batch_tokens):
+            batch = tokenizer.pad([features[mine[j]] for j in idx], return_tensors="pt")
             inputs = {k: v.to(device) for k, v in batch.items() if k in accepted}
             if "use_cache" in accepted:
                 inputs["use_cache"] = False  # no KV cache for a single forward pass
             hidden = model(**inputs).last_hidden_state
-            rows = pool(hidden, inputs["attention_mask"], pooling)
+            pooled = pool(hidden, inputs["attention_mask"], pooling)
             if normalize:
-                rows = torch.nn.functional.normalize(rows, dim=-1)
-            out[idx] = rows.cpu().numpy()
-            bar.update(len(idx))
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            rows[idx] = pooled.cpu().numpy()
+            bar.update(len(idx) * ranks.world_size())
     row = {text: i for i, text in enumerate(distinct)}
     where = [row[text] for text in texts]
-    return out[where], sum(lengths[i] for i in where)
+    n_tokens = sum(lengths[i] for i in where)
+    shares = ranks.gather_to_main((mine, rows))
+    if shares is None:
+        return None, n_tokens
+    out = np.zeros((len(distinct), model.config.hidden_size), dtype=np.float32)
+    for indices, part in shares:
+        out[indices] = part
+    return out[where], n_tokens
 
 
 def output_path(data_path, dataset, name):
@@ -208,6 +222,7 @@ def extract(model, data_path, datasets, name, title_field="title", pooling="mean
             raise FeatError("already exists; pass --overwrite to replace it", out)
         tokens, titles = item_texts(data_path, dataset, title_field, prompt)
         jobs.append((dataset, out, tokens, titles))
+    ranks.barrier()  # every process has checked before rank 0 writes any file
     net, tokenizer, info = load_encoder(model, attention, dtype, device, attn_implementation)
     meta = dict(info, stage="extract", pooling=pooling, max_length=max_length,
                 title_field=title_field, prompt=prompt, normalized=bool(normalize), **declared)
@@ -220,11 +235,14 @@ def extract(model, data_path, datasets, name, title_field="title", pooling="mean
         device_name = str(next(net.parameters()).device)
         took = timing(seconds, time.process_time() - cpu, len(tokens), n_tokens, device_name,
                       batch_tokens)
-        write_feat(out, tokens, emb, dict(meta, dataset=dataset, extraction=took))
+        if ranks.is_main_process():  # the one writer; the others' rows were gathered to it
+            write_feat(out, tokens, emb, dict(meta, dataset=dataset, extraction=took,
+                                              processes=ranks.world_size()))
+            print(f"{dataset}: {len(tokens)} items, {n_tokens} tokens in {seconds:.1f} s "
+                  f"({n_tokens / max(seconds, 1e-9):.0f} tokens/s) -> {out}")
+        ranks.barrier()  # the file exists when any process returns
         results.append(dict(dataset=dataset, path=out, items=len(tokens), tokens=n_tokens,
                             seconds=seconds, device=device_name, **meta))
-        print(f"{dataset}: {len(tokens)} items, {n_tokens} tokens in {seconds:.1f} s "
-              f"({n_tokens / max(seconds, 1e-9):.0f} tokens/s) -> {out}")
     return results
 
 
