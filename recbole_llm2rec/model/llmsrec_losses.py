@@ -3,7 +3,7 @@ distillation of the teacher's user representation (Eq. 2) and uniformity (Eq. 3)
 import torch
 import torch.nn.functional as F
 
-NEGATIVES = ("sampled", "in_batch")
+NEGATIVES = ("in_batch", "sampled")
 REDUCTIONS = ("sum", "mean")
 
 
