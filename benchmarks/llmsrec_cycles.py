@@ -2,7 +2,7 @@
 random cycles of 10, 400 users, a tiny random Llama, its SASRec teacher): what each default
 buys, measured with the test's own run and figures.
 
-    python benchmarks/llmsrec_cycles.py default in_batch_off reference_distill no_distill log_uniformity
+    python benchmarks/llmsrec_cycles.py default no_distill reference_distill in_batch_off
 
 Each variant is `cycles.learn` with the overrides in VARIANTS; its figures go to
 `benchmarks/results/llmsrec_cycles/<variant>.json` (skipped when present, so a killed run

@@ -13,7 +13,8 @@ from recbole.data.interaction import Interaction
 from recbole_llm2rec import quick_start
 from recbole_llm2rec.compat import get_trainer
 from recbole_llm2rec.errors import InputError, cli_main
-from recbole_llm2rec.model.llmsrec_losses import distill_losses, uniformity
+from recbole_llm2rec.model.llmsrec_losses import (distill_losses, in_history, retrieval_loss,
+                                                  sample_negatives, uniformity)
 from recbole_llm2rec.model.llmsrec_prompts import HISTORY_EMB, USER_OUT
 from recbole_llm2rec.quick_start import build_config, run
 from slices import write_slice
@@ -180,6 +181,32 @@ def test_distill_and_uniformity_by_hand():
     assert uniformity(torch.ones(1, 2)).item() == 0.0
 
 
+def test_retrieval_candidates_by_hand():
+    user = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    reps = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
+    candidates = torch.tensor([[0, 1, 2], [1, 0, 2]])  # target first
+    # row 0: scores 2, 0, 1; row 1: 3, 0, 1; row 1's item 2 is in its history: left out
+    blocked = torch.tensor([[False, False, False], [False, False, True]])
+    expected = (-math.log(math.exp(2) / (math.exp(2) + 1 + math.exp(1)))
+                - math.log(math.exp(3) / (math.exp(3) + 1))) / 2
+    assert retrieval_loss(user, reps, candidates, blocked).item() == pytest.approx(expected)
+    histories = torch.tensor([[5, 7, 0], [7, 0, 0]])
+    items = torch.tensor([[7, 6, 5], [0, 7, 6]])
+    assert in_history(histories, items).tolist() == [[True, False, True], [False, True, False]]
+
+
+def test_sampled_negatives_avoid_the_history_and_the_target():
+    histories = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
+    targets = torch.tensor([4, 6])
+    gen = torch.Generator().manual_seed(0)
+    negatives = sample_negatives(histories, targets, 9, 3, generator=gen)  # items 1..8
+    assert negatives.shape == (2, 3)
+    assert set(negatives[0].tolist()) <= {5, 6, 7, 8}
+    assert set(negatives[1].tolist()) <= {1, 2, 3, 7, 8}
+    with pytest.raises(ValueError, match="cannot draw negatives"):
+        sample_negatives(torch.tensor([[1, 2]]), torch.tensor([3]), 4, 1)
+
+
 def test_catalogue_cached_until_a_parameter_changes(root, llm, teacher):
     net, train, valid = build(root, llm, teacher, llmsrec_train_all_prefixes=True)
     first = net.catalogue()
@@ -333,6 +360,10 @@ def test_end_to_end_one_epoch(root, llm, teacher, tmp_path):
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     trainer.resume_checkpoint(result["model_file"])
     assert trainer.start_epoch == 1
+    # the reference's Adam betas, and its learning-rate decay after the epoch
+    group = trainer.optimizer.param_groups[0]
+    assert group["betas"] == (0.9, 0.98)
+    assert group["lr"] == pytest.approx(config["learning_rate"] * 0.95)
     assert all(torch.equal(v, saved["state_dict"][k]) for k, v in net.state_dict().items())
 
 
