@@ -220,6 +220,9 @@ def main(argv=None):
     p.add_argument("--llmsrec_epochs", type=int, default=3, help="LLMSRec's epoch cap")
     p.add_argument("--set", nargs="*", default=["MAX_ITEM_LIST_LENGTH=5"],
                    help="key=value overrides for every model")
+    p.add_argument("--teacher_checkpoint",
+                   help="LLMSRec's teacher when SASRec is not among --models (a SASRec "
+                        "checkpoint of the same dataset and history length)")
     p.add_argument("--llmsrec_set", nargs="*", default=[],
                    help="key=value overrides for LLMSRec only")
     p.add_argument("--report", action="store_true", help="only rewrite the table")
@@ -229,7 +232,7 @@ def main(argv=None):
         common = {"data_path": args.data_path, **{k: yaml_value(v) for k, v in
                                                   (s.split("=", 1) for s in args.set)}}
         for seed in args.seeds:
-            teacher = None
+            teacher = args.teacher_checkpoint
             for model in args.models:
                 path = os.path.join(RUNS, f"{model}.{args.dataset}.seed{seed}.json")
                 config = {**common, "seed": seed}
