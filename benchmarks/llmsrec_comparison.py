@@ -202,6 +202,12 @@ def cost_lines(cost):
         c = e["cpu_1_thread"]
         lines.append(f"| {name} | {e['users']} | {e['items']} | {e['train_examples']} | "
                      f"{c['train_s']} | {c['eval_s']} | {c['epoch_s'] / 3600:.2f} |")
+    init = cost.get("init_pairwise_cosine")
+    if init:
+        lines += ["", f"Before training, mean pairwise cosine of the LLM's last hidden state at "
+                      f"[UserOut] {init['user_out_state']} ({m['users_timed']} users) and at "
+                      f"[ItemOut] {init['item_out_state']} ({m['items_timed']} items); after "
+                      f"the untrained f_user / f_item {init['f_user']} / {init['f_item']}."]
     lines += ["", "A test evaluation costs what a validation costs (and the shuffled test as "
               "much again). Command:", "", f"    {cost['command']}"]
     return lines
