@@ -56,7 +56,9 @@ def write_report():
             r = json.load(open(path, encoding="utf-8"))
             lines.append(f"| {name} | `{json.dumps(VARIANTS[name])}` | "
                          + " | ".join(f"{r[c]:.4f}" for c in COLUMNS) + f" | {r['wall_s']} |")
-    lines += ["", "Command:", "", "    python benchmarks/llmsrec_cycles.py " + " ".join(VARIANTS)]
+    run = [n for n in VARIANTS if os.path.isfile(os.path.join(RUNS, f"{n}.json"))]
+    lines += ["", "Command (the variants in the table; the others in VARIANTS were not run):", "",
+              "    python benchmarks/llmsrec_cycles.py " + " ".join(run)]
     atomic_write_text(REPORT, lambda fh: fh.write("\n".join(lines) + "\n"))
 
 
