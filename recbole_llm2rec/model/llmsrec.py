@@ -23,12 +23,12 @@ from recbole.utils import InputType
 from torch import nn
 from tqdm import tqdm
 
-from recbole_llm2rec.errors import InputError
 from recbole_llm2rec.model.frozen_llm import (check_llm_folder, enable_checkpointing,
                                               hidden_states, load_llm)
-from recbole_llm2rec.model.llmsrec_inputs import check_data_files, check_timestamps, item_titles
-from recbole_llm2rec.model.llmsrec_losses import (NEGATIVES, REDUCTIONS, distill_losses,
-                                                  in_history, retrieval_loss, sample_negatives)
+from recbole_llm2rec.model.llmsrec_inputs import (check_data_files, check_settings,
+                                                  check_timestamps, item_titles)
+from recbole_llm2rec.model.llmsrec_losses import (distill_losses, in_batch_candidates,
+                                                  retrieval_loss, sample_negatives)
 from recbole_llm2rec.model.llmsrec_prompts import (HISTORY_EMB, ITEM_OUT, MARKERS, USER_OUT,
                                                    item_prompt, user_prompt, utc_date)
 from recbole_llm2rec.model.sasrec_teacher import frozen_sasrec, read_sasrec
@@ -42,21 +42,6 @@ def mlp(d_in, d_hidden, d_out, act):
         nn.init.xavier_normal_(layer.weight)
         nn.init.zeros_(layer.bias)
     return net
-
-
-def check_settings(config):
-    """InputError for LLMSRec settings that cannot work."""
-    for key, allowed in (("llmsrec_negatives", NEGATIVES),
-                         ("llmsrec_distill_reduction", REDUCTIONS)):
-        if config[key] not in allowed:
-            raise InputError(f"must be one of {list(allowed)}", field=key, value=config[key])
-    for key in ("llmsrec_prompt_items", "llmsrec_num_negatives"):
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise InputError("must be a positive integer", field=key, value=config[key])
-    if not isinstance(config["llmsrec_distill_weight"], (int, float)) or \
-            config["llmsrec_distill_weight"] < 0:
-        raise InputError("must be a number >= 0", field="llmsrec_distill_weight",
-                         value=config["llmsrec_distill_weight"])
 
 
 class LLMSRec(SequentialRecommender):
@@ -266,12 +251,8 @@ class LLMSRec(SequentialRecommender):
             items, candidates = torch.unique(wanted, return_inverse=True)
             reps = self.item_representations(items.tolist())
             return retrieval_loss(user, reps, candidates.to(user.device))
-        items, labels = torch.unique(targets, return_inverse=True)
+        items, candidates, blocked = in_batch_candidates(targets, history)
         reps = self.item_representations(items.tolist())
-        columns = torch.arange(len(items), device=labels.device)
-        # each row's candidates: its target first, then the other distinct targets
-        candidates = torch.argsort((columns != labels.view(-1, 1)).int(), dim=1, stable=True)
-        blocked = in_history(history, items[candidates]) & (candidates != labels.view(-1, 1))
         return retrieval_loss(user, reps, candidates.to(user.device), blocked.to(user.device))
 
     def _record_alignment(self, phase, user, teacher_user):

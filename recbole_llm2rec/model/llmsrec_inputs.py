@@ -1,13 +1,30 @@
-"""What LLMSRec needs from the dataset: item titles (`.item`) and interaction times (`.inter`),
-checked on the files' headers before RecBole reads them and read from the loaded dataset."""
+"""What LLMSRec needs from its settings and the dataset: valid `llmsrec_*` values, item titles
+(`.item`) and interaction times (`.inter`), checked on the files' headers before RecBole reads
+them and read from the loaded dataset."""
 import os
 
 from recbole_llm2rec.atomic import atomic_rows
 from recbole_llm2rec.errors import InputError
+from recbole_llm2rec.model.llmsrec_losses import NEGATIVES, REDUCTIONS
 from recbole_llm2rec.model.llmsrec_prompts import without_markers
 
 NEED_TITLES = "LLMSRec needs item titles (its prompts show them)"
 NEED_TIMES = "LLMSRec needs interaction timestamps (its prompts show their dates)"
+
+
+def check_settings(config):
+    """InputError for LLMSRec settings that cannot work."""
+    for key, allowed in (("llmsrec_negatives", NEGATIVES),
+                         ("llmsrec_distill_reduction", REDUCTIONS)):
+        if config[key] not in allowed:
+            raise InputError(f"must be one of {list(allowed)}", field=key, value=config[key])
+    for key in ("llmsrec_prompt_items", "llmsrec_num_negatives"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise InputError("must be a positive integer", field=key, value=config[key])
+    if not isinstance(config["llmsrec_distill_weight"], (int, float)) or \
+            config["llmsrec_distill_weight"] < 0:
+        raise InputError("must be a number >= 0", field="llmsrec_distill_weight",
+                         value=config["llmsrec_distill_weight"])
 
 
 def check_column(path, field, types, load_col, source, need, sep="\t"):

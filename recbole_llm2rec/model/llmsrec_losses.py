@@ -35,6 +35,16 @@ def in_history(histories, candidates):
     return (histories.unsqueeze(-1) == candidates.unsqueeze(1)).any(1) & (candidates != 0)
 
 
+def in_batch_candidates(targets, histories):
+    """(distinct targets [M], candidates [B, M] indices into them with each row's own target
+    first, blocked [B, M]: the other targets that are in the row's history)."""
+    items, labels = torch.unique(targets, return_inverse=True)
+    columns = torch.arange(len(items), device=labels.device)
+    candidates = torch.argsort((columns != labels.view(-1, 1)).int(), dim=1, stable=True)
+    blocked = in_history(histories, items[candidates]) & (candidates != labels.view(-1, 1))
+    return items, candidates, blocked
+
+
 def sample_negatives(histories, targets, n_items, k, generator=None):
     """[B, k] item ids drawn uniformly from 1..n_items-1, none equal to the row's target or in
     its history (the paper's "items the user has not interacted with"), by redrawing."""

@@ -13,8 +13,8 @@ from recbole.data.interaction import Interaction
 from recbole_llm2rec import quick_start
 from recbole_llm2rec.compat import get_trainer
 from recbole_llm2rec.errors import InputError, cli_main
-from recbole_llm2rec.model.llmsrec_losses import (distill_losses, in_history, retrieval_loss,
-                                                  sample_negatives, uniformity)
+from recbole_llm2rec.model.llmsrec_losses import (distill_losses, in_batch_candidates, in_history,
+                                                  retrieval_loss, sample_negatives, uniformity)
 from recbole_llm2rec.model.llmsrec_prompts import HISTORY_EMB, USER_OUT
 from recbole_llm2rec.quick_start import build_config, run
 from slices import write_slice
@@ -193,6 +193,13 @@ def test_retrieval_candidates_by_hand():
     histories = torch.tensor([[5, 7, 0], [7, 0, 0]])
     items = torch.tensor([[7, 6, 5], [0, 7, 6]])
     assert in_history(histories, items).tolist() == [[True, False, True], [False, True, False]]
+    # in-batch: each row's own target first, the other distinct targets after, those in the
+    # row's history blocked
+    items, candidates, blocked = in_batch_candidates(torch.tensor([5, 7, 5]),
+                                                     torch.tensor([[7, 1], [2, 0], [3, 0]]))
+    assert items.tolist() == [5, 7]
+    assert candidates.tolist() == [[0, 1], [1, 0], [0, 1]]
+    assert blocked.tolist() == [[False, True], [False, False], [False, False]]
 
 
 def test_sampled_negatives_avoid_the_history_and_the_target():
