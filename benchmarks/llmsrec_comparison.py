@@ -33,6 +33,10 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results")
 RUNS = os.path.join(RESULTS, "llmsrec")
 REPORT = os.path.join(RESULTS, "llmsrec.md")
 EPOCH_LINE = re.compile(r"epoch (\d+) (training|evaluating) \[time: ([\d.]+)s")
+LOSS_LINE = re.compile(r"epoch (\d+) training \[.*?train_loss1: ([-\d.]+), train_loss2: ([-\d.]+), "
+                       r"train_loss3: ([-\d.]+)")
+SCORE_LINE = re.compile(r"epoch (\d+) evaluating \[.*?valid_score: ([-\d.]+)")
+ALIGN_LINE = re.compile(r"epoch (\d+) alignment cosine \((training|validation) users\): ([-\d.]+)")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # RecBole colours its console messages
 
 
@@ -49,8 +53,21 @@ class EpochTimes(logging.Filter):
         return True
 
     def add(self, line):
-        for epoch, phase, seconds in EPOCH_LINE.findall(ANSI.sub("", line)):
+        line = ANSI.sub("", line)
+        for epoch, phase, seconds in EPOCH_LINE.findall(line):
             self.times.setdefault(int(epoch), {})[phase] = float(seconds)
+        for epoch, *losses in LOSS_LINE.findall(line):  # LLMSRec: sums over the epoch's batches
+            self.times.setdefault(int(epoch), {})["losses"] = [float(v) for v in losses]
+        for epoch, score in SCORE_LINE.findall(line):
+            self.times.setdefault(int(epoch), {})["valid_score"] = float(score)
+        for epoch, who, value in ALIGN_LINE.findall(line):
+            self.times.setdefault(int(epoch), {})[f"alignment_{who}"] = float(value)
+
+    def curve(self):
+        """Per epoch: losses (LLMSRec: retrieval, distillation, uniformity, summed over the
+        batches), validation score and alignment cosines, where logged."""
+        return [{"epoch": e, **{k: v for k, v in t.items() if k not in ("training", "evaluating")}}
+                for e, t in sorted(self.times.items())]
 
     def per_epoch(self):
         """Mean seconds of (training, validation) per epoch, and the number of epochs."""
@@ -84,7 +101,7 @@ def run_one(model, args, seed, config_dict):
     """Train one model, test it plain and shuffled; returns its record."""
     from recbole_llm2rec.quick_start import run
 
-    times, start = EpochTimes(), time.time()
+    times, start, cpu = EpochTimes(), time.time(), time.process_time()
     logging.getLogger().addFilter(times)
     try:
         out = run(model, args.dataset, config_dict=config_dict)
@@ -94,7 +111,9 @@ def run_one(model, args, seed, config_dict):
     shuffled, shuffle_s = evaluate_shuffled(model, args.dataset, config_dict, model_file, seed)
     return {"model": model, "dataset": args.dataset, "seed": seed, "test": test,
             "shuffled_test": shuffled, "shuffle_eval_s": shuffle_s, **times.per_epoch(),
+            "curve": times.curve(), "settings": config_dict,
             "model_file": os.path.basename(model_file), "wall_s": round(time.time() - start, 1),
+            "cpu_s": round(time.process_time() - cpu, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "command": "python -m benchmarks.llmsrec_comparison " + shlex.join(sys.argv[1:])}
 
@@ -135,12 +154,33 @@ def write_report():
             lines.append(f"| {model} | {dataset} | {len(runs)} | "
                          + " | ".join(f"{mu:.4f} ± {sd:.4f}" for mu, sd in cells) + " |")
     lines += ["", "Commands:", ""] + sorted({f"    {r['command']}" for r in records})
+    for r in records:
+        lines += curve_lines(r)
     for path in sorted(glob.glob(f"{RUNS}/cost.*.json")):
         lines += [""] + cost_lines(json.load(open(path, encoding="utf-8")))
     notes = os.path.join(RUNS, "notes.md")  # hand-written: what was cut and why
     if os.path.isfile(notes):
         lines += ["", open(notes, encoding="utf-8").read().rstrip()]
     atomic_write_text(REPORT, lambda fh: fh.write("\n".join(lines) + "\n"))
+
+
+def curve_lines(record):
+    """Markdown per-epoch table of an LLMSRec record that logged its curve."""
+    curve = [c for c in record.get("curve", []) if "losses" in c]
+    if record["model"] != "LLMSRec" or not curve:
+        return []
+    lines = ["", f"### LLMSRec on {record['dataset']}, seed {record['seed']}: per epoch", "",
+             "Losses are summed over the epoch's batches (RecBole's log); alignment: mean "
+             "cos(f_user, f_CF-user(teacher)) of the training users / of the validation users "
+             "(histories never trained on).", "",
+             "| epoch | retrieval | distillation | uniformity | align. train | align. valid | "
+             "valid R@20 |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in curve:
+        cells = [f"{v:.3f}" for v in c["losses"]] + [
+            f"{c[k]:.4f}" if k in c else "" for k in
+            ("alignment_training", "alignment_validation", "valid_score")]
+        lines.append(f"| {c['epoch']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def cost_lines(cost):
@@ -162,6 +202,12 @@ def cost_lines(cost):
         c = e["cpu_1_thread"]
         lines.append(f"| {name} | {e['users']} | {e['items']} | {e['train_examples']} | "
                      f"{c['train_s']} | {c['eval_s']} | {c['epoch_s'] / 3600:.2f} |")
+    init = cost.get("init_pairwise_cosine")
+    if init:
+        lines += ["", f"Before training, mean pairwise cosine of the LLM's last hidden state at "
+                      f"[UserOut] {init['user_out_state']} ({m['users_timed']} users) and at "
+                      f"[ItemOut] {init['item_out_state']} ({m['items_timed']} items); after "
+                      f"the untrained f_user / f_item {init['f_user']} / {init['f_item']}."]
     lines += ["", "A test evaluation costs what a validation costs (and the shuffled test as "
               "much again). Command:", "", f"    {cost['command']}"]
     return lines
@@ -181,6 +227,11 @@ def main(argv=None):
     p.add_argument("--llmsrec_epochs", type=int, default=3, help="LLMSRec's epoch cap")
     p.add_argument("--set", nargs="*", default=["MAX_ITEM_LIST_LENGTH=5"],
                    help="key=value overrides for every model")
+    p.add_argument("--teacher_checkpoint",
+                   help="LLMSRec's teacher when SASRec is not among --models (a SASRec "
+                        "checkpoint of the same dataset and history length)")
+    p.add_argument("--llmsrec_set", nargs="*", default=[],
+                   help="key=value overrides for LLMSRec only")
     p.add_argument("--report", action="store_true", help="only rewrite the table")
     args = p.parse_args(argv)
     if not args.report:
@@ -188,7 +239,7 @@ def main(argv=None):
         common = {"data_path": args.data_path, **{k: yaml_value(v) for k, v in
                                                   (s.split("=", 1) for s in args.set)}}
         for seed in args.seeds:
-            teacher = None
+            teacher = args.teacher_checkpoint
             for model in args.models:
                 path = os.path.join(RUNS, f"{model}.{args.dataset}.seed{seed}.json")
                 config = {**common, "seed": seed}
@@ -198,7 +249,9 @@ def main(argv=None):
                     if seed not in args.llmsrec_seeds:
                         continue
                     config.update(llm_path=args.llm_path, teacher_checkpoint=teacher,
-                                  epochs=args.llmsrec_epochs)
+                                  epochs=args.llmsrec_epochs,
+                                  **{k: yaml_value(v) for k, v in
+                                     (s.split("=", 1) for s in args.llmsrec_set)})
                 record = json.load(open(path, encoding="utf-8")) if os.path.isfile(path) else None
                 if record and model == "SASRec" and teacher_wanted(args, seed) and not \
                         os.path.isfile(checkpoint_path(config, record)):

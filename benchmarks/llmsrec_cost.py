@@ -32,6 +32,13 @@ def timed(fn):
     return out, time.process_time() - cpu, time.time() - wall
 
 
+def mean_pairwise_cosine(x):
+    """Mean cosine between distinct rows of x [N, d]."""
+    x = torch.nn.functional.normalize(x.float(), dim=-1)
+    n = len(x)
+    return float(((x @ x.T).sum() - n) / (n * (n - 1)))
+
+
 def count(data_path, dataset):
     """(users, items) of an atomic dataset, from its .inter file."""
     users, items = set(), set()
@@ -84,10 +91,20 @@ def main(argv=None):
         return loss
     _, step_cpu, step_wall = timed(step)
     with torch.no_grad():
-        _, item_cpu, item_wall = timed(lambda: net.item_representations(
-            list(range(1, args.items + 1))))
+        items = list(range(1, args.items + 1))
+        _, item_cpu, item_wall = timed(lambda: net.item_representations(items))
         rows = next(iter(valid))[0][torch.arange(args.users)]
         _, user_cpu, user_wall = timed(lambda: net.forward(rows))
+        # how alike the untrained model's users / items are (retrieval starts from this)
+        fresh = cls(config, train._dataset)
+        item_h = fresh._lm_states([fresh.item_prompt_ids[i] for i in items],
+                                  [[i] for i in items], fresh.item_out)
+        prompt_ids, histories = fresh.user_prompts(rows)
+        user_h = fresh._lm_states(prompt_ids, histories, fresh.user_out)
+        init_cosine = {"item_out_state": mean_pairwise_cosine(item_h),
+                       "user_out_state": mean_pairwise_cosine(user_h),
+                       "f_item": mean_pairwise_cosine(fresh.f_item(item_h)),
+                       "f_user": mean_pairwise_cosine(fresh.f_user(user_h))}
 
     per = {"train_example": step_cpu / users_in_step, "item": item_cpu / args.items,
            "eval_user": user_cpu / args.users}
@@ -120,6 +137,9 @@ def main(argv=None):
                            "items_wall_s": round(item_wall, 1),
                            "users_timed": args.users, "users_cpu_s": round(user_cpu, 1),
                            "users_wall_s": round(user_wall, 1)},
+              "init_pairwise_cosine": {k: round(v, 4) for k, v in init_cosine.items()},
+              "settings": {k: config[k] for k in ("llmsrec_negatives", "llmsrec_num_negatives",
+                                                  "llmsrec_prompt_items", "train_batch_size")},
               "per_unit_cpu_s": {k: round(v, 3) for k, v in per.items()},
               "per_unit_wall_s": {k: round(v, 3) for k, v in per_wall.items()},
               "estimates": estimates,

@@ -237,10 +237,19 @@ class SafeCheckpointMixin:
 _TRAINERS = {}
 
 
+def _plugin_trainer(model_name):
+    """This package's own trainer for `model_name`, or None (RecBole's is then used)."""
+    if model_name == "LLMSRec":
+        from recbole_llm2rec.model.llmsrec_trainer import LLMSRecTrainer
+
+        return LLMSRecTrainer
+    return None
+
+
 def get_trainer(model_type, model_name):
-    """RecBole's trainer class for the model, with safe checkpoints, multi-process runs and
-    loss scaling on any device."""
-    base = _recbole_get_trainer(model_type, model_name)
+    """RecBole's (or the plugin's own) trainer class for the model, with safe checkpoints,
+    multi-process runs and loss scaling on any device."""
+    base = _plugin_trainer(model_name) or _recbole_get_trainer(model_type, model_name)
     if base not in _TRAINERS:
         _TRAINERS[base] = type("Safe" + base.__name__,
                                (DistributedTrainerMixin, PrecisionTrainerMixin,

@@ -4,72 +4,34 @@ A frozen causal LM reads a user's history as a prompt in which every item is its
 a `[HistoryEmb]` slot; the slot's input embedding is f_I(teacher item embedding), the teacher being
 a frozen, previously trained RecBole SASRec. The LM's last hidden state at `[UserOut]` (a learnable
 input vector) is the user; an item prompt ending in `[ItemOut]` gives the item. MLPs f_user / f_item
-map both to `llmsrec_embedding_size`. Loss = in-batch next-item cross-entropy + MSE between the
-normalised f_user output and f_CF-user(teacher user representation) + uniformity of both.
-Only the MLPs and the two vectors train; gradients still flow through the frozen LM to the slots.
+map both to `llmsrec_embedding_size`. Loss = next-item cross-entropy against negatives + weighted
+distance between the normalised f_user output and f_CF-user(teacher user representation) +
+uniformity of both (`llmsrec_losses`). Only the MLPs and the two vectors train; gradients still
+flow through the frozen LM to the slots.
 
 The LM and the teacher are held outside the registered submodules: they are loaded from
 `llm_path` / `teacher_checkpoint` when the model is built and never enter `state_dict()`, so
 RecBole checkpoints hold only the trainable parameters.
 """
-import importlib.util
-import os
-import time
+import logging
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
-from recbole.model.sequential_recommender.sasrec import SASRec
 from recbole.utils import InputType
 from torch import nn
 from tqdm import tqdm
 
-from recbole_llm2rec.atomic import atomic_rows
-from recbole_llm2rec.errors import InputError
-from recbole_llm2rec.model_folder import check_model_folder
-
-HISTORY_EMB, USER_OUT, ITEM_OUT = "[HistoryEmb]", "[UserOut]", "[ItemOut]"
-MARKERS = (HISTORY_EMB, USER_OUT, ITEM_OUT)
-USER_PROMPT = ("This user has made a series of purchases in the following order: {history}. "
-               "Based on this sequence of purchases, generate user representation token:"
-               + USER_OUT)
-HISTORY_ENTRY = 'Item No.{k}, Time: {date}, "{title}"' + HISTORY_EMB
-ITEM_PROMPT = ('The item title and item embedding are as follows: "{title}"' + HISTORY_EMB
-               + ", then generate item representation token:" + ITEM_OUT)
-
-
-def user_prompt(titles, dates):
-    """The user prompt for a history given oldest first (titles and YYYY-MM-DD dates)."""
-    history = ", ".join(HISTORY_ENTRY.format(k=k, date=d, title=t)
-                        for k, (t, d) in enumerate(zip(titles, dates), start=1))
-    return USER_PROMPT.format(history=history)
-
-
-def item_prompt(title):
-    """The item prompt for one title."""
-    return ITEM_PROMPT.format(title=title)
-
-
-def utc_date(seconds):
-    """YYYY-MM-DD (UTC) of a UNIX time in seconds."""
-    return time.strftime("%Y-%m-%d", time.gmtime(float(seconds)))
-
-
-def uniformity(x, log=True, t=2.0):
-    """Wang & Isola's uniformity of the rows of x: log E_{i<j} exp(-t ||x_i - x_j||^2)
-    (without the log when `log` is False, as the reference code). 0 for fewer than 2 rows."""
-    if len(x) < 2:
-        return x.sum() * 0.0
-    value = torch.pdist(x, p=2).pow(2).mul(-t).exp().mean()
-    return value.log() if log else value
-
-
-def distill_losses(user, teacher_user, log=True):
-    """(MSE distillation, uniformity of both) on L2-normalised f_user and f_CF-user outputs."""
-    user, teacher_user = F.normalize(user, dim=-1), F.normalize(teacher_user, dim=-1)
-    return (F.mse_loss(user, teacher_user),
-            uniformity(user, log) + uniformity(teacher_user, log))
+from recbole_llm2rec.model.frozen_llm import (check_llm_folder, enable_checkpointing,
+                                              hidden_states, load_llm)
+from recbole_llm2rec.model.llmsrec_inputs import (check_data_files, check_settings,
+                                                  check_timestamps, item_titles)
+from recbole_llm2rec.model.llmsrec_losses import (distill_losses, in_batch_candidates,
+                                                  retrieval_loss, sample_negatives)
+from recbole_llm2rec.model.llmsrec_prompts import (HISTORY_EMB, ITEM_OUT, MARKERS, USER_OUT,
+                                                   item_prompt, user_prompt, utc_date)
+from recbole_llm2rec.model.sasrec_teacher import frozen_sasrec, read_sasrec
 
 
 def mlp(d_in, d_hidden, d_out, act):
@@ -82,161 +44,6 @@ def mlp(d_in, d_hidden, d_out, act):
     return net
 
 
-NEED_TITLES = "LLMSRec needs item titles (its prompts show them)"
-NEED_TIMES = "LLMSRec needs interaction timestamps (its prompts show their dates)"
-
-
-def check_column(path, field, types, load_col, source, need, sep="\t"):
-    """InputError (starting with `need`) unless atomic file `path`'s header has `field` with one
-    of `types` and `load_col` (RecBole's; None loads every column) loads it for `source`."""
-    if not os.path.isfile(path):
-        raise InputError(f"{need}: no such file", path=path, field=field)
-    with atomic_rows(path, sep=sep) as (header, _):  # the header only; no row is read
-        pass
-    if field not in header.names:
-        raise InputError(f"{need}: no such column (header fields: {header.names})", path=path,
-                         field=field)
-    if header.type_of(field) not in types:
-        raise InputError(f"{need}: the column is {header.type_of(field)!r}, expected "
-                         f"{' or '.join(types)}", path=path, field=field)
-    if load_col is not None and field not in (load_col.get(source) or []):
-        raise InputError(f"{need}: the column is not loaded; add it to load_col {source} "
-                         f"(this run: {load_col.get(source)})", path=path, field=field)
-
-
-def check_data_files(config, inter_paths, item_path):
-    """The title column of the `.item` file and the time column of each `.inter` file, checked
-    on their headers and against `load_col` before RecBole reads them. Raises InputError."""
-    sep, load_col = config["field_separator"] or "\t", config["load_col"]
-    check_column(item_path, config["llmsrec_title_field"], ("token", "token_seq"), load_col,
-                 "item", NEED_TITLES, sep)
-    for path in inter_paths:
-        if not config["TIME_FIELD"]:
-            raise InputError(f"{NEED_TIMES}: set TIME_FIELD to the time column of the .inter "
-                             f"file", path=path, field="TIME_FIELD", value=config["TIME_FIELD"])
-        check_column(path, config["TIME_FIELD"], ("float",), load_col, "inter", NEED_TIMES, sep)
-
-
-def item_titles(dataset, config):
-    """Title of every item id (row 0 = [PAD] = ''), from the dataset's loaded `.item` column."""
-    field = config["llmsrec_title_field"]
-    path = os.path.join(config["data_path"], f"{config['dataset']}.item")
-    feat = dataset.item_feat
-    if feat is None or field not in feat:
-        raise InputError(f"{NEED_TITLES}: put them in the .item file and load the column "
-                         f"(props: load_col item: [item_id, <title field>])", path=path,
-                         field=field)
-    vocab = dataset.field2id_token[field]
-    column = feat[field].numpy()
-    if column.ndim == 1:
-        titles = [str(vocab[t]) if t else "" for t in column]
-    else:  # token_seq: RecBole split the title on spaces; join the words back
-        titles = [" ".join(str(vocab[t]) for t in row if t) for row in column]
-    titles[0] = ""
-    # a title must not contain a marker, or it would get an injected slot of its own
-    for marker in MARKERS:
-        titles = [t.replace(marker, "") for t in titles]
-    return titles
-
-
-def check_timestamps(dataset, config):
-    """Name of the per-position time field (e.g. `timestamp_list`); InputError if not loaded."""
-    time_field = config["TIME_FIELD"]
-    list_field = f"{time_field}{config['LIST_SUFFIX']}"
-    if not time_field or list_field not in dataset.field2type:
-        raise InputError(f"{NEED_TIMES} (TIME_FIELD loaded from the .inter file)",
-                         path=os.path.join(config["data_path"], f"{config['dataset']}.inter"),
-                         field=time_field)
-    return list_field
-
-
-def read_teacher(path, config):
-    """(recorded config, state_dict) of a SASRec checkpoint written by this runner, checked
-    against this run's dataset name and history length. Raises InputError."""
-    if not path:
-        raise InputError("LLMSRec needs a trained SASRec: pass --teacher_checkpoint=<.pth>",
-                         field="teacher_checkpoint")
-    if not os.path.isfile(path):
-        raise InputError("teacher checkpoint not found", path=path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        recorded, state = ckpt["config"], ckpt["state_dict"]
-    except Exception as err:  # noqa: BLE001  (any unreadable file is the same bad input)
-        raise InputError(f"not a RecBole checkpoint written by this runner "
-                         f"({type(err).__name__})", path=path) from None
-    if recorded.get("model") != "SASRec":
-        raise InputError("the teacher must be a SASRec checkpoint", path=path, field="model",
-                         value=recorded.get("model"))
-    if recorded.get("dataset") != config["dataset"]:
-        raise InputError(f"teacher trained on another dataset (this run: {config['dataset']!r})",
-                         path=path, field="dataset", value=recorded.get("dataset"))
-    if recorded.get("MAX_ITEM_LIST_LENGTH", 0) < config["MAX_ITEM_LIST_LENGTH"]:
-        raise InputError(f"teacher's history length is shorter than this run's "
-                         f"MAX_ITEM_LIST_LENGTH={config['MAX_ITEM_LIST_LENGTH']}", path=path,
-                         field="MAX_ITEM_LIST_LENGTH", value=recorded.get("MAX_ITEM_LIST_LENGTH"))
-    return recorded, state
-
-
-def load_teacher(path, config, dataset):
-    """The frozen SASRec of a checkpoint written by this runner, checked against this run
-    (`read_teacher`, and its item count against the dataset's)."""
-    recorded, state = read_teacher(path, config)
-    n_items = dataset.num(config["ITEM_ID_FIELD"])
-    rows = state["item_embedding.weight"].shape[0] if "item_embedding.weight" in state else None
-    if rows != n_items:
-        raise InputError(f"teacher has another item count (this run: {n_items} items)",
-                         path=path, field="item_embedding.weight rows", value=rows)
-    teacher = SASRec({**recorded, "device": config["device"]}, dataset)
-    try:
-        teacher.load_state_dict(state)
-    except RuntimeError as err:
-        raise InputError(f"weights do not fit its recorded SASRec config: "
-                         f"{str(err).splitlines()[0]}", path=path) from None
-    teacher.to(config["device"]).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
-
-
-def check_llm_folder(path):
-    """InputError unless `path` is a local HF folder with a config, weights and a tokenizer."""
-    if not path:
-        raise InputError("LLMSRec needs a local LLM: pass --llm_path=<HF model folder>",
-                         field="llm_path")
-    check_model_folder(path, weights=True, not_found="LLM folder not found")
-
-
-def load_llm(path, device):
-    """(frozen base LM, tokenizer with the three markers) from a local HF folder."""
-    check_llm_folder(path)
-    from transformers import AutoModel, AutoTokenizer
-
-    cuda = str(device).startswith("cuda")
-    attn = "flash_attention_2" if cuda and importlib.util.find_spec("flash_attn") else "sdpa"
-    llm = AutoModel.from_pretrained(path, torch_dtype=torch.bfloat16 if cuda else torch.float32,
-                                    attn_implementation=attn)
-    llm.to(device).eval()
-    for p in llm.parameters():
-        p.requires_grad_(False)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.add_special_tokens({"additional_special_tokens": list(MARKERS)},
-                                 replace_additional_special_tokens=False)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return llm, tokenizer
-
-
-def enable_checkpointing(llm, path):
-    """Gradient checkpointing of the frozen LM's layers: their activations are recomputed in the
-    backward pass instead of kept. Non-reentrant (`use_reentrant=False`), so the gradient reaches
-    the input embeddings although no LM parameter requires one."""
-    if not llm.supports_gradient_checkpointing:
-        raise InputError(f"{type(llm).__name__} does not support gradient checkpointing; set "
-                         f"llmsrec_gradient_checkpointing: False", path=path,
-                         field="llmsrec_gradient_checkpointing", value=True)
-    llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
 class LLMSRec(SequentialRecommender):
     """LLM-SRec: user/item representations from a frozen LM, distilled from a frozen SASRec."""
 
@@ -247,25 +54,39 @@ class LLMSRec(SequentialRecommender):
         """Preflight before RecBole reads the data (`quick_start.check_data` calls it): titles
         and timestamps in the dataset's files, the LLM folder, and the teacher checkpoint's
         model, dataset and history length. Raises InputError."""
+        check_settings(config)
         check_data_files(config, inter_paths, item_path)
         check_llm_folder(config["llm_path"])
-        read_teacher(config["teacher_checkpoint"], config)
+        read_sasrec(config["teacher_checkpoint"], config, "teacher_checkpoint",
+                    history=config["MAX_ITEM_LIST_LENGTH"])
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.USER_ID = config["USER_ID_FIELD"]
         self.embedding_size = config["llmsrec_embedding_size"]
         self.uniformity_log = config["llmsrec_uniformity_log"]
+        self.distill_reduction = config["llmsrec_distill_reduction"]
+        self.distill_weight = float(config["llmsrec_distill_weight"])
+        self.negatives = config["llmsrec_negatives"]
+        self.num_negatives = config["llmsrec_num_negatives"]
+        self.prompt_items = config["llmsrec_prompt_items"]
         self.train_all_prefixes = config["llmsrec_train_all_prefixes"]
         self.llm_batch_size = config["llmsrec_llm_batch_size"]
         self.gradient_checkpointing = config["llmsrec_gradient_checkpointing"]
         self.show_progress = config["show_progress"]
 
         # bad input is reported before anything heavy is loaded
+        check_settings(config)
         self.titles = item_titles(dataset, config)
         self.TIME_SEQ = check_timestamps(dataset, config)
-        teacher = load_teacher(config["teacher_checkpoint"], config, dataset)
-        llm, self.tokenizer = load_llm(config["llm_path"], config["device"])
+        teacher = frozen_sasrec(config["teacher_checkpoint"], config, "teacher_checkpoint", dataset)
+        if teacher.max_seq_length > self.max_seq_length:
+            logging.getLogger().warning(
+                f"LLMSRec: the teacher was trained on histories of {teacher.max_seq_length} "
+                f"items but sees {self.max_seq_length} (MAX_ITEM_LIST_LENGTH); set it to the "
+                f"teacher's (the prompt shows llmsrec_prompt_items={self.prompt_items})")
+        check_llm_folder(config["llm_path"])
+        llm, self.tokenizer = load_llm(config["llm_path"], config["device"], MARKERS)
         if self.gradient_checkpointing:
             enable_checkpointing(llm, config["llm_path"])
         # not registered: out of state_dict(), parameters() and train()/eval()
@@ -284,6 +105,7 @@ class LLMSRec(SequentialRecommender):
 
         self.item_prompt_ids = [self.tokenizer(item_prompt(t))["input_ids"] for t in self.titles]
         self._catalogue = None  # (parameter fingerprint, [n_items, embedding_size])
+        self._alignment = {}  # phase -> [sum of cos(f_user, f_CF-user), users]
         self._set_last_rows(dataset)
 
     # ---- which training rows are used -------------------------------------------------------
@@ -353,12 +175,7 @@ class LLMSRec(SequentialRecommender):
             items = torch.tensor([it for i in chunk for it in history_items[i]],
                                  dtype=torch.long, device=device)
             embeds = self.embed_prompts(ids, items, out_vector)
-            # HF checkpoints the layers only while the base model's own `training` flag is set;
-            # setting that one flag (not .train()) keeps every dropout of the frozen LM in eval
-            self.llm.training = self.gradient_checkpointing and torch.is_grad_enabled()
-            hidden = self.llm(inputs_embeds=embeds, attention_mask=mask,
-                              use_cache=False).last_hidden_state
-            self.llm.training = False
+            hidden = hidden_states(self.llm, embeds, mask, self.gradient_checkpointing)
             out = (ids == self.marker_ids[USER_OUT]) | (ids == self.marker_ids[ITEM_OUT])
             states.append(hidden[out].float())  # one out slot per prompt, in row order
         states = torch.cat(states)
@@ -367,15 +184,17 @@ class LLMSRec(SequentialRecommender):
         return states[inverse.to(states.device)]
 
     def user_prompts(self, interaction):
-        """(token ids of each row's user prompt, its history item ids), oldest item first."""
+        """(token ids of each row's user prompt, its history item ids), oldest item first: the
+        last `llmsrec_prompt_items` items of the row's history (the teacher sees all of it)."""
         seqs = interaction[self.ITEM_SEQ].tolist()
         lengths = interaction[self.ITEM_SEQ_LEN].tolist()
         times = interaction[self.TIME_SEQ].tolist()
         texts, histories = [], []
         for seq, n, ts in zip(seqs, lengths, times):
-            history = seq[:n]
+            first = max(0, n - self.prompt_items)
+            history = seq[first:n]
             texts.append(user_prompt([self.titles[i] for i in history],
-                                     [utc_date(t) for t in ts[:n]]))
+                                     [utc_date(t) for t in ts[first:n]]))
             histories.append(history)
         return self.tokenizer(texts)["input_ids"], histories
 
@@ -405,31 +224,66 @@ class LLMSRec(SequentialRecommender):
 
     # ---- RecBole interface ------------------------------------------------------------------
     def calculate_loss(self, interaction):
-        """(in-batch retrieval CE, distillation MSE, uniformity) on the selected rows."""
+        """(retrieval CE, weighted distillation, uniformity) on the selected rows."""
         rows = self.training_rows(interaction)
         if len(rows) == 0:  # no user's last training row in this batch
             zero = sum(p.sum() for p in self.parameters()) * 0.0
             return zero, zero, zero
         interaction = interaction[rows]
         user = self.forward(interaction)
-        targets, labels = torch.unique(interaction[self.POS_ITEM_ID], return_inverse=True)
-        items = self.item_representations(targets.tolist())
-        retrieval = F.cross_entropy(user @ items.T, labels.to(user.device))
+        retrieval = self.retrieval(user, interaction)
         with torch.no_grad():
             teacher_user = self.teacher(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        distill, uniform = distill_losses(user, self.f_cf_user(teacher_user), self.uniformity_log)
-        return retrieval, distill, uniform
+        teacher_user = self.f_cf_user(teacher_user)
+        self._record_alignment("train", user, teacher_user)
+        distill, uniform = distill_losses(user, teacher_user, self.distill_reduction,
+                                          self.uniformity_log)
+        return retrieval, self.distill_weight * distill, uniform
+
+    def retrieval(self, user, interaction):
+        """Next-item cross-entropy of the rows' targets (`llmsrec_negatives`): against
+        `llmsrec_num_negatives` random items each row's user has not interacted with (paper,
+        Eq. 1), or against the batch's other distinct targets, minus the row's history."""
+        targets, history = interaction[self.POS_ITEM_ID], interaction[self.ITEM_SEQ]
+        if self.negatives == "sampled":
+            negatives = sample_negatives(history, targets, self.n_items, self.num_negatives)
+            wanted = torch.cat([targets.cpu().view(-1, 1), negatives], dim=1)
+            items, candidates = torch.unique(wanted, return_inverse=True)
+            reps = self.item_representations(items.tolist())
+            return retrieval_loss(user, reps, candidates.to(user.device))
+        items, candidates, blocked = in_batch_candidates(targets, history)
+        reps = self.item_representations(items.tolist())
+        return retrieval_loss(user, reps, candidates.to(user.device), blocked.to(user.device))
+
+    def _record_alignment(self, phase, user, teacher_user):
+        cos = F.cosine_similarity(user.detach(), teacher_user.detach(), dim=-1)
+        total = self._alignment.setdefault(phase, [0.0, 0])
+        total[0] += float(cos.sum())
+        total[1] += len(cos)
+
+    def pop_alignment(self, phase):
+        """Mean cos(f_user, f_CF-user(teacher)) of the users seen in `phase` ('train': training
+        rows; 'eval': evaluated histories, never trained on) since the last call; None if none."""
+        total, users = self._alignment.pop(phase, (0.0, 0))
+        return total / users if users else None
+
+    def _users(self, interaction):
+        """forward(), recording the users' alignment with the teacher ('eval')."""
+        user = self.forward(interaction)
+        teacher = self.teacher(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        self._record_alignment("eval", user, self.f_cf_user(teacher))
+        return user
 
     def predict(self, interaction):
         """Score of each row's item (sampled evaluation, e.g. uni100): [B]. Rows of one user
         share the history, so each user's prompt runs once."""
         _, first, inverse = _unique_first(interaction[self.USER_ID])
-        user = self.forward(interaction[first])[inverse]
+        user = self._users(interaction[first])[inverse]
         return (user * self.catalogue()[interaction[self.ITEM_ID]]).sum(-1)
 
     def full_sort_predict(self, interaction):
         """Scores of every item for each row: [B, n_items]."""
-        return self.forward(interaction) @ self.catalogue().T
+        return self._users(interaction) @ self.catalogue().T
 
 
 def _unique_first(values):

@@ -19,6 +19,7 @@ from recbole_llm2rec.atomic import file_sha256
 from recbole_llm2rec.errors import InputError
 from recbole_llm2rec.feat import read_feat
 from recbole_llm2rec.props import setting
+from recbole_llm2rec.model.sasrec_teacher import item_table
 
 PCA_SUFFIX = ".pca.npz"  # <Dataset>.<name>.feat.pca.npz beside the .feat
 
@@ -88,30 +89,6 @@ def reduce_table(text_emb, feat, config):
     return out
 
 
-def teacher_table(path, config, n_items, dim):
-    """The item table [n_items, dim] of the ID-based SASRec checkpoint `path` written by our
-    runner for this dataset. InputError naming the file and the mismatch otherwise."""
-    from recbole_llm2rec.compat import read_checkpoint
-
-    if not path:
-        raise InputError("adapter_type rat aligns with a trained ID-based SASRec: set "
-                         "rat_teacher_checkpoint to its checkpoint (or rat_alpha: 0)",
-                         field="rat_teacher_checkpoint")
-    checkpoint = read_checkpoint(path)
-    recorded = checkpoint.get("config") or {}
-    checks = [("model", recorded.get("model"), "SASRec"),
-              ("dataset", recorded.get("dataset"), config["dataset"])]
-    weight = (checkpoint.get("state_dict") or {}).get("item_embedding.weight")
-    if weight is None:
-        raise InputError("RAT teacher has no item_embedding.weight", path=path)
-    checks += [("item count", weight.shape[0], n_items), ("hidden size", weight.shape[1], dim)]
-    for what, found, expected in checks:
-        if found != expected:
-            raise InputError(f"RAT teacher mismatch: {what} is {found!r}, this run needs "
-                             f"{expected!r}", path=path, field="rat_teacher_checkpoint")
-    return weight.detach().float()
-
-
 def alignment_loss(adapted, teacher, temperature):
     """Symmetric in-batch InfoNCE between rows of `adapted` [S, d] and `teacher` [S, d] (row i
     matches row i), dot-product similarity / `temperature`, the two directions averaged."""
@@ -129,8 +106,12 @@ class CollaborativeAlignment(nn.Module):
         self.alpha = float(config["rat_alpha"])
         self.temperature = float(config["rat_temperature"])
         self.item_field = config["ITEM_ID_FIELD"]
-        self.register_buffer("teacher", teacher_table(config["rat_teacher_checkpoint"], config,
-                                                      n_items, dim))
+        if not config["rat_teacher_checkpoint"]:
+            raise InputError("adapter_type rat aligns with a trained ID-based SASRec: set "
+                             "rat_teacher_checkpoint to its checkpoint (or rat_alpha: 0)",
+                             field="rat_teacher_checkpoint")
+        self.register_buffer("teacher", item_table(config["rat_teacher_checkpoint"], config,
+                                                   "rat_teacher_checkpoint", n_items, dim))
 
     def forward(self, table, interaction):
         """The weighted alignment term for `interaction`'s target items; `table` [n, d] is the

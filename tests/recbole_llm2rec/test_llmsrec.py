@@ -13,7 +13,9 @@ from recbole.data.interaction import Interaction
 from recbole_llm2rec import quick_start
 from recbole_llm2rec.compat import get_trainer
 from recbole_llm2rec.errors import InputError, cli_main
-from recbole_llm2rec.model.llmsrec import (HISTORY_EMB, USER_OUT, distill_losses, uniformity)
+from recbole_llm2rec.model.llmsrec_losses import (distill_losses, in_batch_candidates, in_history,
+                                                  retrieval_loss, sample_negatives, uniformity)
+from recbole_llm2rec.model.llmsrec_prompts import HISTORY_EMB, USER_OUT
 from recbole_llm2rec.quick_start import build_config, run
 from slices import write_slice
 from tiny_llm import ARCHS, save_tiny_model
@@ -164,13 +166,52 @@ def test_distill_and_uniformity_by_hand():
         return sum(math.exp(-2 * sum((a - b) ** 2 for a, b in zip(x[i], x[j])))
                    for i, j in pairs) / 3
 
-    distill, uniform = distill_losses(user, cf)
+    # the reference's form: MSE over users x dimensions, log-free uniformity (paper Eq. 3)
+    distill, uniform = distill_losses(user, cf, reduction="mean")
     assert distill.item() == pytest.approx(mse, rel=1e-6)
-    assert uniform.item() == pytest.approx(math.log(mean_kernel(un)) + math.log(mean_kernel(cn)),
-                                           rel=1e-6)
-    _, no_log = distill_losses(user, cf, log=False)
-    assert no_log.item() == pytest.approx(mean_kernel(un) + mean_kernel(cn), rel=1e-6)
+    assert uniform.item() == pytest.approx(mean_kernel(un) + mean_kernel(cn), rel=1e-6)
+    # the default: squared distance summed over the dimensions (2 - 2 cos), mean over users
+    summed, _ = distill_losses(user, cf)
+    assert summed.item() == pytest.approx(2 * mse, rel=1e-6)  # 2 dimensions
+    cos = [sum(a * b for a, b in zip(ru, rc)) for ru, rc in zip(un, cn)]
+    assert summed.item() == pytest.approx(sum(2 - 2 * c for c in cos) / 3, rel=1e-6)
+    _, with_log = distill_losses(user, cf, log=True)
+    assert with_log.item() == pytest.approx(
+        math.log(mean_kernel(un)) + math.log(mean_kernel(cn)), rel=1e-6)
     assert uniformity(torch.ones(1, 2)).item() == 0.0
+
+
+def test_retrieval_candidates_by_hand():
+    user = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    reps = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
+    candidates = torch.tensor([[0, 1, 2], [1, 0, 2]])  # target first
+    # row 0: scores 2, 0, 1; row 1: 3, 0, 1; row 1's item 2 is in its history: left out
+    blocked = torch.tensor([[False, False, False], [False, False, True]])
+    expected = (-math.log(math.exp(2) / (math.exp(2) + 1 + math.exp(1)))
+                - math.log(math.exp(3) / (math.exp(3) + 1))) / 2
+    assert retrieval_loss(user, reps, candidates, blocked).item() == pytest.approx(expected)
+    histories = torch.tensor([[5, 7, 0], [7, 0, 0]])
+    items = torch.tensor([[7, 6, 5], [0, 7, 6]])
+    assert in_history(histories, items).tolist() == [[True, False, True], [False, True, False]]
+    # in-batch: each row's own target first, the other distinct targets after, those in the
+    # row's history blocked
+    items, candidates, blocked = in_batch_candidates(torch.tensor([5, 7, 5]),
+                                                     torch.tensor([[7, 1], [2, 0], [3, 0]]))
+    assert items.tolist() == [5, 7]
+    assert candidates.tolist() == [[0, 1], [1, 0], [0, 1]]
+    assert blocked.tolist() == [[False, True], [False, False], [False, False]]
+
+
+def test_sampled_negatives_avoid_the_history_and_the_target():
+    histories = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
+    targets = torch.tensor([4, 6])
+    gen = torch.Generator().manual_seed(0)
+    negatives = sample_negatives(histories, targets, 9, 3, generator=gen)  # items 1..8
+    assert negatives.shape == (2, 3)
+    assert set(negatives[0].tolist()) <= {5, 6, 7, 8}
+    assert set(negatives[1].tolist()) <= {1, 2, 3, 7, 8}
+    with pytest.raises(ValueError, match="cannot draw negatives"):
+        sample_negatives(torch.tensor([[1, 2]]), torch.tensor([3]), 4, 1)
 
 
 def test_catalogue_cached_until_a_parameter_changes(root, llm, teacher):
@@ -198,9 +239,10 @@ def test_catalogue_cached_until_a_parameter_changes(root, llm, teacher):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"model": "GRU4Rec"}, "field 'model' = 'GRU4Rec'"),
-    ({"dataset": "Beauty"}, "field 'dataset' = 'Beauty'"),
-    ({"MAX_ITEM_LIST_LENGTH": 3}, "field 'MAX_ITEM_LIST_LENGTH' = 3"),
+    ({"model": "GRU4Rec"}, "model is 'GRU4Rec', this run needs 'SASRec'"),
+    ({"dataset": "Beauty"}, "dataset is 'Beauty', this run needs 'Games'"),
+    ({"MAX_ITEM_LIST_LENGTH": 3}, "history length (MAX_ITEM_LIST_LENGTH) is 3, this run needs "
+                                  "at least 5"),
 ])
 def test_teacher_of_another_model_or_dataset_is_one_line_error(root, llm, teacher, tmp_path,
                                                                change, message):
@@ -218,7 +260,7 @@ def test_teacher_with_another_item_count_is_one_line_error(tmp_path, llm, teache
     other = write_slice(str(tmp_path), "Games", N_USERS - 4)  # same name, fewer items
     with pytest.raises(InputError) as err:
         build(other, llm, teacher)
-    assert str(err.value).startswith(teacher) and "another item count" in str(err.value)
+    assert str(err.value).startswith(teacher) and "item count is" in str(err.value)
     assert "\n" not in str(err.value)
 
 
@@ -288,7 +330,8 @@ def test_bad_llm_folder_or_teacher_stops_before_recbole_reads_the_data(
     other = str(tmp_path / "beauty.pth")
     torch.save(ckpt, other)
     err = cli_error(monkeypatch, capsys, root, save_tiny_model(tmp_path / "ok", "llama"), other)
-    assert err.startswith(f"run_recbole.py: error: {other}: field 'dataset' = 'Beauty'"), err
+    assert err.startswith(f"run_recbole.py: error: {other}: field 'teacher_checkpoint': teacher "
+                          f"mismatch: dataset is 'Beauty'"), err
 
 
 def cli_error(monkeypatch, capsys, data, llm, teacher, *extra):
@@ -324,6 +367,10 @@ def test_end_to_end_one_epoch(root, llm, teacher, tmp_path):
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     trainer.resume_checkpoint(result["model_file"])
     assert trainer.start_epoch == 1
+    # the reference's Adam betas, and its learning-rate decay after the epoch
+    group = trainer.optimizer.param_groups[0]
+    assert group["betas"] == (0.9, 0.98)
+    assert group["lr"] == pytest.approx(config["learning_rate"] * 0.95)
     assert all(torch.equal(v, saved["state_dict"][k]) for k, v in net.state_dict().items())
 
 
