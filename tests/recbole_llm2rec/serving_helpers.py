@@ -8,7 +8,7 @@ from recbole_llm2rec.compat import get_trainer
 from recbole_llm2rec.quick_start import build_config
 
 TINY = {"hidden_size": 16, "inner_size": 32, "embedding_size": 16, "n_layers": 1, "n_heads": 2,
-        "epochs": 2, "train_batch_size": 512, "show_progress": False, "seed": 0,
+        "epochs": 1, "train_batch_size": 512, "show_progress": False, "seed": 0,
         "eval_batch_size": 512}
 
 
