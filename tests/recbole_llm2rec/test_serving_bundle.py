@@ -183,3 +183,33 @@ def test_sasrec_has_no_text_table_so_add_items_is_refused(trained):
     with pytest.raises(InputError, match="no text item table") as err:
         rec.add_items(["new"], ["A new game"])
     assert "SASRec" in str(err.value)
+
+
+def test_hnsw_matches_exact_and_follows_adds_and_removals(trained):
+    from recbole_llm2rec.serving import index as ix
+
+    run = trained("TextSASRec-text")
+    exact = Recommender.load(run["bundle"], index="exact")
+    approx = Recommender.load(run["bundle"], index="hnsw")
+    assert approx._state.hnsw.n == approx._state.n  # built over every row
+    histories = history_cases(run["data"], run["test_data"])[:200]
+    truth, found = exact.recommend(histories, k=10), approx.recommend(histories, k=10)
+    recall = np.mean([len({t for t, _ in a} & {t for t, _ in b}) / 10
+                      for a, b in zip(found, truth)])
+    assert recall >= 0.99, recall
+    # removed items never come back; added ones are found (searched exactly beside the index)
+    top = [t for t, _ in found[0]]
+    approx.remove_items(top[:3])
+    assert not {t for t, _ in approx.recommend(histories[0], k=10)} & set(top[:3])
+    query = approx.encode([[approx._state.rows[t] for t in histories[0]]])
+    approx.append(["twin"], query * 10)  # scores far above every item's
+    assert approx.recommend(histories[0], k=1)[0][0] == "twin"
+    assert approx._state.hnsw.n < approx._state.n  # not rebuilt for one item ...
+    n = approx._state.n
+    approx.append([f"x{i}" for i in range(n // 5)], torch.randn(n // 5, query.shape[1]))
+    assert approx._state.hnsw.n == approx._state.n  # ... but once 10% more rows came
+    assert approx.recommend(histories[0], k=1)[0][0] == "twin"
+    assert ix.choose_kind("auto", 1000) == ix.EXACT
+    assert ix.choose_kind("auto", ix.AUTO_HNSW_FROM) == ix.HNSW
+    with pytest.raises(InputError, match="index"):
+        ix.choose_kind("annoy", 10)
