@@ -8,7 +8,7 @@ catalogue, the cost of adding 1,000 items by title, and the HTTP endpoint under 
 For each bundle: queries are the model's vectors of real histories (each user's items but the
 last, from `<data_path>/<name>/<name>.inter`, time order); recall@10 of HNSW (default settings)
 against exact search; search-only queries/s at batch 1 and 256; build time and memory (exact:
-the float32 vectors; HNSW: resident-memory growth while building); the cost of
+the float32 vectors; HNSW: its copy of the vectors + graph links, `HNSWIndex.nbytes`); the cost of
 `add_items` for 1,000 titles of `--new_titles` (embedding with the bundle's embedder
 included). The synthetic catalogue is the first bundle plus rows drawn around its item
 vectors (a random real row + Gaussian noise of `--noise` times the vectors' per-dimension std), grown
@@ -31,12 +31,6 @@ from recbole_llm2rec.serving import index as ix  # noqa: E402
 from recbole_llm2rec.serving.recommender import Recommender  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "serving.md")
-
-
-def rss_mb():
-    with open("/proc/self/status") as fh:
-        line = next(x for x in fh if x.startswith("VmRSS:"))
-    return int(line.split()[1]) / 1024
 
 
 def histories(inter_path, n, rec, seed=0):
@@ -97,11 +91,11 @@ def measure(name, rec, queries, index, build_s, mem_mb, lines, exact_too=True):
         print(lines[-1], flush=True)
 
 
-def build_approx(rec):
+def build_hnsw(rec):
     state = rec._state
-    before, start = rss_mb(), time.perf_counter()
-    approx = ix.HNSWIndex(state.vectors[:state.n].numpy())
-    return approx, time.perf_counter() - start, rss_mb() - before
+    start = time.perf_counter()
+    hnsw = ix.HNSWIndex(state.vectors[:state.n].numpy())
+    return hnsw, time.perf_counter() - start, hnsw.nbytes() / 2 ** 20
 
 
 def add_cost(name, rec, titles, lines, tag):
@@ -150,8 +144,8 @@ def main(argv=None):
         rec = Recommender.load(folder, index="exact")
         hist = histories(os.path.join(args.data_path, name, f"{name}.inter"), args.queries, rec)
         queries = rec.encode([[rec._state.rows[t] for t in h] for h in hist])
-        approx, build_s, mem = build_approx(rec)
-        measure(name, rec, queries, approx, build_s, mem, search)
+        hnsw, build_s, mem = build_hnsw(rec)
+        measure(name, rec, queries, hnsw, build_s, mem, search)
         add_cost(name, rec, titles, adds, name)
         recs.append((name, folder, rec, queries, hist))
     for name, folder, _, _, hist in recs:
@@ -169,11 +163,10 @@ def main(argv=None):
         std = real.std(dim=0).numpy()
         rows = real.numpy()[rng.integers(0, len(real), extra)]
         rows = rows + rng.standard_normal(rows.shape, dtype=np.float32) * (args.noise * std)
-        before, start = rss_mb(), time.perf_counter()
+        start = time.perf_counter()
         rec.append([f"syn-{i}" for i in range(extra)], torch.from_numpy(rows))  # builds HNSW
         build_s = time.perf_counter() - start
-        # the growth holds the new vector buffer too: what is left is the HNSW index
-        mem = rss_mb() - before - rec._state.vectors.numel() * 4 / 2 ** 20
+        mem = rec._state.hnsw.nbytes() / 2 ** 20
         measure(f"synthetic ({name} + {args.noise:g} std noise)", rec, queries, rec._state.hnsw, build_s, mem,
                 search)
         for ef in (512, 1024):  # what a larger efSearch buys (same index)

@@ -44,6 +44,12 @@ class HNSWIndex:
         self.index.add(vectors)
         self.n, self.ef_search = len(vectors), ef_search
 
+    def nbytes(self):
+        """Bytes the index holds: its copy of the vectors and the graph's links and levels."""
+        hnsw = self.index.hnsw
+        return (self.index.ntotal * self.index.d * 4 + hnsw.neighbors.size() * 4
+                + hnsw.levels.size() * 4 + hnsw.offsets.size() * 8)
+
     def selector(self, alive):
         """A faiss selector of the rows of `alive` (bool [>= n]) that are True, with the array
         it reads (keep both alive together)."""

@@ -11,10 +11,9 @@ import torch
 
 from recbole_llm2rec.errors import InputError
 from recbole_llm2rec.export import export, main as export_main
-from recbole_llm2rec.feat import feat_path, write_feat
 from recbole_llm2rec.serving.recommender import Recommender
 from serving_helpers import assert_bundle_equals_model, history_cases, train
-from slices import write_slice
+from slices import write_random_feat, write_slice
 
 VARIANTS = {"TextSASRec-text": ("TextSASRec", {"item_repr": "text"}),
             "TextSASRec-text+id": ("TextSASRec", {"item_repr": "text+id"}),
@@ -31,13 +30,8 @@ def same(a, b):
 @pytest.fixture(scope="module")
 def games(tmp_path_factory):
     """The committed Games fixture (500 users) with a random 24-dim `.feat` ("rand")."""
-    root = write_slice(str(tmp_path_factory.mktemp("data")), "Games", 500)
-    folder = os.path.join(root, "Games")
-    with open(os.path.join(folder, "Games.item"), encoding="utf-8") as fh:
-        tokens = [line.split("\t")[0] for line in fh.readlines()[1:]]
-    write_feat(feat_path(folder, "Games", "rand"), tokens,
-               np.random.default_rng(0).normal(size=(len(tokens), 24)))
-    return root
+    return write_random_feat(write_slice(str(tmp_path_factory.mktemp("data")), "Games", 500),
+                             "Games", 24)
 
 
 @pytest.fixture(scope="module")
