@@ -207,3 +207,15 @@ def test_hnsw_matches_exact_and_follows_adds_and_removals(trained):
     assert ix.choose_kind("auto", ix.AUTO_HNSW_FROM) == ix.HNSW
     with pytest.raises(InputError, match="index"):
         ix.choose_kind("annoy", 10)
+
+
+def test_serve_refuses_a_missing_bundle_or_bad_port_in_one_line(tmp_path, capsys):
+    from recbole_llm2rec import serve
+    from recbole_llm2rec.errors import cli_main
+
+    for argv, expect in ([["--bundle", str(tmp_path / "nope")], "bundle folder not found"],
+                         [["--bundle", str(tmp_path), "--port", "70000"], "'port'"]):
+        with pytest.raises(SystemExit):
+            cli_main(serve.main, serve.PROG, argv)
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expect in err, err
