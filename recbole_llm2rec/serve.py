@@ -15,7 +15,7 @@ PROG = "python -m recbole_llm2rec.serve"
 
 def build_parser():
     from recbole_llm2rec.serving.app import MAX_BODY_BYTES
-    from recbole_llm2rec.serving.index import KINDS
+    from recbole_llm2rec.serving.index import HNSW_EF_SEARCH, KINDS
 
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--bundle", required=True, help="folder written by python -m "
@@ -25,6 +25,9 @@ def build_parser():
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--index", choices=KINDS, default="auto",
                    help="top-k search: exact, hnsw (approximate), or auto (by catalogue size)")
+    p.add_argument("--ef_search", type=int, default=HNSW_EF_SEARCH,
+                   help="hnsw: candidates kept per search; higher is more exact and slower "
+                        "(benchmarks/results/serving.md)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch and faiss threads per request (default 1)")
     p.add_argument("--max_body_bytes", type=int, default=MAX_BODY_BYTES,
@@ -34,7 +37,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    for name in ("port", "threads", "max_body_bytes"):
+    for name in ("port", "threads", "max_body_bytes", "ef_search"):
         value = getattr(args, name)
         if value < (0 if name == "port" else 1) or (name == "port" and value > 65535):
             raise InputError("out of range", field=name, value=value)
@@ -47,7 +50,7 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
-    recommender = Recommender.load(args.bundle, index=args.index)
+    recommender = Recommender.load(args.bundle, index=args.index, ef_search=args.ef_search)
     info = recommender.info()
     print(f"{info['model']}: {info['catalogue']} items, {info['index']} index; serving on "
           f"http://{args.host}:{args.port}", flush=True)

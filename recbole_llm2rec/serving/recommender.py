@@ -39,7 +39,7 @@ class _Catalogue:
 class Recommender:
     """A trained sequential model serving top-k over its catalogue (see the module doc)."""
 
-    def __init__(self, bundle, index=index_mod.AUTO):
+    def __init__(self, bundle, index=index_mod.AUTO, ef_search=index_mod.HNSW_EF_SEARCH):
         self.bundle, self.config = bundle, bundle.config
         self.model = build_model(bundle.config, bundle.weights)
         self.max_length = int(self.config["MAX_ITEM_LIST_LENGTH"])
@@ -49,6 +49,7 @@ class Recommender:
         self.model.item_embedding = VectorTable(vectors)  # the adapted rows, as exported
         self.embedder = TitleEmbedder(bundle.sidecar) if bundle.sidecar else None
         self.index_kind = index_mod.choose_kind(index, len(vectors) - 1)
+        self.ef_search = ef_search  # HNSW: candidates kept while searching (recall vs speed)
         self._lock = threading.Lock()
         tokens = list(bundle.tokens)
         alive = torch.ones(len(tokens), dtype=torch.bool)
@@ -58,9 +59,9 @@ class Recommender:
                       vectors, hnsw=None)
 
     @classmethod
-    def load(cls, folder, index=index_mod.AUTO):
+    def load(cls, folder, index=index_mod.AUTO, ef_search=index_mod.HNSW_EF_SEARCH):
         """The recommender of the bundle in `folder` (checked against its manifest)."""
-        return cls(read_bundle(folder), index=index)
+        return cls(read_bundle(folder), index=index, ef_search=ef_search)
 
     @property
     def size(self):
@@ -188,7 +189,7 @@ class Recommender:
         built), then publish the new snapshot."""
         if self.index_kind == index_mod.HNSW and (
                 hnsw is None or n - hnsw.n > index_mod.REBUILD_FRACTION * hnsw.n):
-            hnsw = index_mod.HNSWIndex(vectors[:n].numpy())
+            hnsw = index_mod.HNSWIndex(vectors[:n].numpy(), ef_search=self.ef_search)
         version = 0 if self._state is None else self._state.version + 1
         self._state = _Catalogue(tokens, rows, n, alive, vectors, hnsw, version)
 
