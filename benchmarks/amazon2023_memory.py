@@ -5,8 +5,8 @@ and items drawn from skewed distributions, random line order) plus a meta file, 
 `python -m dataset_atomic amazon2023` on each in a subprocess, and records its peak RSS
 (ru_maxrss from wait4) and lines/s in `benchmarks/results/amazon2023_memory.md`.
 
-    nice -n 5 python benchmarks/amazon2023_memory.py            # 0.5M and 2M lines
-    python benchmarks/amazon2023_memory.py --lines 20000        # quick check
+    nice -n 5 python -m benchmarks.amazon2023_memory            # 0.5M and 2M lines
+    python -m benchmarks.amazon2023_memory --lines 20000        # quick check
 """
 import argparse
 import datetime
@@ -102,7 +102,7 @@ def main(argv=None):
     lines = [
         "# Amazon Reviews 2023 converter: peak memory and throughput",
         "",
-        f"Run: `python benchmarks/amazon2023_memory.py --lines {' '.join(map(str, args.lines))}` "
+        f"Run: `python -m benchmarks.amazon2023_memory --lines {' '.join(map(str, args.lines))}` "
         f"on {datetime.date.today()}, {platform.python_implementation()} "
         f"{platform.python_version()}, {os.cpu_count()} CPU cores (shared with other jobs).",
         "Synthetic reviews in the Amazon 2023 schema, random line order; users ~ n/5, items ~ n/40,",

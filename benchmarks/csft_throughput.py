@@ -5,22 +5,19 @@ with the same micro-batch size and the same pad-to-longest collator; the baselin
 the reference's setup) draws batches at random, ours groups examples of similar length
 (`group_by_length`). The rounds alternate so background load hits both alike.
 
-    python benchmarks/csft_throughput.py --model models/SmolLM2-135M-Instruct \\
+    python -m benchmarks.csft_throughput --model models/SmolLM2-135M-Instruct \\
         --data_path ../shared/data --examples 32 --batch_size 32 --rounds 2
 """
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from pretrain import csft  # noqa: E402
-from pretrain.stage_config import CSFTConfig  # noqa: E402
+from pretrain import csft
+from pretrain.stage_config import CSFTConfig
 
 SETTINGS = {"plain (random batches)": False, "ours (length-grouped)": True}
 
@@ -100,7 +97,7 @@ def main(argv=None):
     lines = [
         "# CSFT training throughput on CPU",
         "",
-        f"Command: `python benchmarks/csft_throughput.py --model {args.model} --data_path "
+        f"Command: `python -m benchmarks.csft_throughput --model {args.model} --data_path "
         f"{args.data_path} --examples {args.examples} --batch_size {args.batch_size} "
         f"--micro_batch_size {args.micro_batch_size} --rounds {args.rounds} --seed {args.seed}`",
         "",

@@ -1,6 +1,6 @@
 """Training and full-sort evaluation cost of TextSASRec variants vs RecBole's SASRec, in one run.
 
-    python benchmarks/epoch_cost.py --dataset Games --data_path dataset/ --text_emb minilm \
+    python -m benchmarks.epoch_cost --dataset Games --data_path dataset/ --text_emb minilm \
         --variants text text+id:item_repr=text+id moe:adapter_type=moe --batches 30
 
 Every model shares the dataset, batch size (train_batch_size) and sequence length
@@ -19,14 +19,13 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.machine import machine
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed
 
-from machine import machine  # noqa: E402
-from recbole.data import create_dataset, data_preparation  # noqa: E402
-from recbole.utils import init_seed  # noqa: E402
-
-from recbole_llm2rec.compat import get_trainer  # noqa: E402
-from recbole_llm2rec.quick_start import build_config, parse_overrides  # noqa: E402
+from recbole_llm2rec.compat import get_trainer
+from recbole_llm2rec.props import default
+from recbole_llm2rec.quick_start import build_config, parse_overrides
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "epoch_cost.md")
 
@@ -54,7 +53,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="Games")
     p.add_argument("--data_path", default="dataset/")
-    p.add_argument("--text_emb", default="minilm")
+    p.add_argument("--text_emb", default=default("text_emb"),
+                   help="default: props/overall.yaml's")
     p.add_argument("--variants", nargs="+", default=["text"],
                    help="TextSASRec variants as name[:key=value,...], e.g. moe:adapter_type=moe")
     p.add_argument("--rounds", type=int, default=2, help="times each model is timed (alternating)")
@@ -105,7 +105,7 @@ def main(argv=None):
     lines = [
         f"## {args.dataset}, text_emb={args.text_emb}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
-        f"Command: `python benchmarks/epoch_cost.py {shlex.join(argv if argv is not None else sys.argv[1:])}`  ",
+        f"Command: `python -m benchmarks.epoch_cost {shlex.join(argv if argv is not None else sys.argv[1:])}`  ",
         f"Machine: {machine()}; batch {config['train_batch_size']}, max length "
         f"{config['MAX_ITEM_LIST_LENGTH']}, hidden {config['hidden_size']}, {len(batches)} of "
         f"{len(train_data)} batches of an epoch timed per round.",

@@ -1,13 +1,13 @@
 """Time `pretrain.extract` on whole datasets and record the figures in benchmarks/results/extract.md.
 
-    nice -n 5 python benchmarks/extract_speed.py --model models/SmolLM2-135M-Instruct \
+    nice -n 5 python -m benchmarks.extract_speed --model models/SmolLM2-135M-Instruct \
         --data_path dataset/ --dataset Games Beauty --name smollm2
 
 Takes the same flags as `python -m pretrain.extract`, runs the datasets one after another and
 appends a table row (items, tokens, embedding seconds, tokens/s, items/s) and the machine it ran
 on as soon as each dataset is done, so a long run that is stopped keeps its finished figures.
 
-    nice -n 19 python benchmarks/extract_speed.py --versus_plain \
+    nice -n 19 python -m benchmarks.extract_speed --versus_plain \
         --model models/SmolLM2-135M-Instruct --data_path dataset/ --dataset Games --items 1000
 
 times `pretrain.extract`'s batching (`embed_texts`: each distinct title once, longest first, in
@@ -21,10 +21,9 @@ import shlex
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from machine import machine  # noqa: E402
-from pretrain.extract import BATCH_TOKENS, main, token_batches  # noqa: E402
-from recbole_llm2rec.feat import atomic_write_text  # noqa: E402
+from benchmarks.machine import machine
+from pretrain.extract import BATCH_TOKENS, main, token_batches
+from recbole_llm2rec.feat import atomic_write_text
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "extract.md")
 HEADER = """# Item-title extraction speed (`pretrain.extract`)
@@ -53,7 +52,7 @@ def record(argv, runs, stamp):
     head, sep, tail = old.partition("\n## Runs\n")
     runs_part, notes_sep, notes = (tail if sep else "").partition("\n## Notes\n")
     runs_part = runs_part.rstrip("\n") + ("\n" if runs_part.strip() else "") + (
-        f"- {stamp}: `python benchmarks/extract_speed.py {shlex.join(argv)}` on {machine()}\n")
+        f"- {stamp}: `python -m benchmarks.extract_speed {shlex.join(argv)}` on {machine()}\n")
     text = (head.rstrip("\n") + "\n" + rows + "\n## Runs\n" + runs_part
             + (notes_sep + notes if notes_sep else ""))
     atomic_write_text(RESULTS, lambda fh: fh.write(text))
@@ -112,7 +111,7 @@ def plain_loop(model, tokenizer, texts, batch_size=16, max_length=512):
     import numpy as np
     import torch
 
-    from pretrain.extract import pool
+    from pretrain.encoder_pooling import pool
 
     rows, flops = [], 0
     with torch.inference_mode():
@@ -145,7 +144,7 @@ def versus_plain(argv):
 
     from pretrain.extract import embed_texts, item_texts, load_encoder
 
-    p = argparse.ArgumentParser(prog="python benchmarks/extract_speed.py --versus_plain")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.extract_speed --versus_plain")
     p.add_argument("--versus_plain", action="store_true")
     p.add_argument("--model", required=True)
     p.add_argument("--data_path", default="dataset/")
@@ -226,7 +225,7 @@ def versus_plain(argv):
              f"count real tokens of every title ({useful / 1e9:.1f} GFLOP in all), \"computed\" "
              f"adds the padding (and pretrain.extract skips repeated titles).\n\n"
              + "\n".join(lines) + "\n\n" + verdict + "\n\n"
-             f"- `python benchmarks/extract_speed.py {shlex.join(argv)}` on {machine()}\n")
+             f"- `python -m benchmarks.extract_speed {shlex.join(argv)}` on {machine()}\n")
     old = open(RESULTS, encoding="utf-8").read() if os.path.isfile(RESULTS) else HEADER
     text = old if VERSUS_HEADER in old else old.rstrip("\n") + "\n" + VERSUS_HEADER
     text = text.rstrip("\n") + "\n" + block

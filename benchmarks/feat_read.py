@@ -2,7 +2,7 @@
 is parsed and `<file>.cache` written) and a repeated read (from the cache), each in a fresh
 process, next to the size of the float32 matrix read.
 
-    nice -n 19 python benchmarks/feat_read.py --feat dataset/Games/Games.minilm.feat \
+    nice -n 19 python -m benchmarks.feat_read --feat dataset/Games/Games.minilm.feat \
         --synthetic 100000x1536 --work saved/feat_read
 
 Each `--feat` file is linked into --work, so its cache goes there even when the dataset folder
@@ -25,9 +25,9 @@ import subprocess
 import sys
 import time
 
+from benchmarks.machine import machine
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from benchmarks.machine import machine  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "feat_read.md")
 PROBE = """
@@ -102,7 +102,7 @@ def row(path, first, again):
 
 
 def main(argv=None):
-    from recbole_llm2rec.feat_cache import RACY_S, cache_path
+    from recbole_llm2rec.feat_cache import cache_path, wait_until_cacheable
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--feat", nargs="*", default=[], help="existing .feat files to read")
@@ -116,7 +116,7 @@ def main(argv=None):
     for path in paths:
         if os.path.exists(cache_path(path)):
             os.remove(cache_path(path))
-        time.sleep(max(0.0, RACY_S + 0.1 - (time.time() - os.path.getmtime(path))))  # cacheable
+        wait_until_cacheable(path)
         first, again = probe(path), probe(path)
         lines.append(row(path, first, again))
         print(lines[-1], flush=True)
@@ -126,7 +126,7 @@ def main(argv=None):
             fh.write(INTRO)
         fh.write("\n" + HEADER + "\n|---|---|---|---:|---:|---:|---:|---:|---:|---|\n"
                  + "\n".join(lines) + "\n")
-        fh.write(f"\n- `python benchmarks/feat_read.py {shlex.join(argv or sys.argv[1:])}` on "
+        fh.write(f"\n- `python -m benchmarks.feat_read {shlex.join(argv or sys.argv[1:])}` on "
                  f"{machine()} (each read: 1 thread)\n")
     print(RESULTS)
 

@@ -2,7 +2,7 @@
 Recall@10 with every test history randomly permuted (the LLM-SRec paper's shuffle test), and wall
 time per epoch.
 
-    python benchmarks/llmsrec_comparison.py --data_path=dataset/ --dataset=Games500 \
+    python -m benchmarks.llmsrec_comparison --data_path=dataset/ --dataset=Games500 \
         --llm_path=models/SmolLM2-135M-Instruct --seeds 2020 --llmsrec_seeds 2020
 
 Each seed trains SASRec, then TextSASRec (`--text_emb`, default the MiniLM table), then LLMSRec
@@ -23,11 +23,11 @@ import statistics
 import sys
 import time
 
+from benchmarks.machine import machine
+from recbole_llm2rec.feat import atomic_write_text
+from recbole_llm2rec.props import default
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from machine import machine  # noqa: E402
-from recbole_llm2rec.feat import atomic_write_text  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 RUNS = os.path.join(RESULTS, "llmsrec")
@@ -96,7 +96,7 @@ def run_one(model, args, seed, config_dict):
             "shuffled_test": shuffled, "shuffle_eval_s": shuffle_s, **times.per_epoch(),
             "model_file": os.path.basename(model_file), "wall_s": round(time.time() - start, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-            "command": "python benchmarks/llmsrec_comparison.py " + shlex.join(sys.argv[1:])}
+            "command": "python -m benchmarks.llmsrec_comparison " + shlex.join(sys.argv[1:])}
 
 
 def mean_std(values):
@@ -172,7 +172,8 @@ def main(argv=None):
     p.add_argument("--data_path", required=True)
     p.add_argument("--dataset", default="Games500")
     p.add_argument("--llm_path", help="local HF folder of the LLM (LLMSRec)")
-    p.add_argument("--text_emb", default="minilm", help="TextSASRec's .feat")
+    p.add_argument("--text_emb", default=default("text_emb"),
+                   help="TextSASRec's .feat (default: props/overall.yaml's)")
     p.add_argument("--seeds", type=int, nargs="+", default=[2020])
     p.add_argument("--llmsrec_seeds", type=int, nargs="*", default=[2020],
                    help="seeds (among --seeds) that also train LLMSRec")

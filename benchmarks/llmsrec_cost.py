@@ -1,7 +1,7 @@
 """What one LLMSRec epoch costs: time a training step, a slice of the catalogue pass and a batch of
 user prompts on real data, then extrapolate to the full epoch, the test and a larger sample.
 
-    python benchmarks/llmsrec_cost.py --data_path=dataset/ --dataset=Games500 \
+    python -m benchmarks.llmsrec_cost --data_path=dataset/ --dataset=Games500 \
         --llm_path=models/SmolLM2-135M-Instruct --teacher_checkpoint=saved/SASRec-....pth \
         --scale_to Games2k
 
@@ -18,11 +18,11 @@ import time
 
 import torch
 
+from benchmarks.llmsrec_comparison import RUNS
+from benchmarks.machine import machine
+from recbole_llm2rec.feat import atomic_write_text
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from llmsrec_comparison import RUNS  # noqa: E402
-from machine import machine  # noqa: E402
-from recbole_llm2rec.feat import atomic_write_text  # noqa: E402
 
 
 def timed(fn):
@@ -124,7 +124,7 @@ def main(argv=None):
               "per_unit_wall_s": {k: round(v, 3) for k, v in per_wall.items()},
               "estimates": estimates,
               "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-              "command": "python benchmarks/llmsrec_cost.py " + shlex.join(sys.argv[1:])}
+              "command": "python -m benchmarks.llmsrec_cost " + shlex.join(sys.argv[1:])}
     print(json.dumps(record, indent=1))
     atomic_write_text(os.path.join(RUNS, f"cost.{args.dataset}.json"),
                       lambda fh: json.dump(record, fh, indent=1))

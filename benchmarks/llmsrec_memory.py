@@ -1,7 +1,7 @@
 """Peak memory and CPU time of one LLMSRec training step, with and without gradient checkpointing
 of the frozen LLM (`llmsrec_gradient_checkpointing`).
 
-    python benchmarks/llmsrec_memory.py --data_path=dataset/ --dataset=Games500 \
+    python -m benchmarks.llmsrec_memory --data_path=dataset/ --dataset=Games500 \
         --llm_path=models/SmolLM2-135M-Instruct --teacher_checkpoint=saved/SASRec-....pth \
         --examples 4 8
 
@@ -22,11 +22,11 @@ import subprocess
 import sys
 import time
 
+from benchmarks.llmsrec_cost import add_run_args, timed
+from benchmarks.machine import machine
+from recbole_llm2rec.feat import atomic_write_text
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from llmsrec_cost import add_run_args, timed  # noqa: E402
-from machine import machine  # noqa: E402
-from recbole_llm2rec.feat import atomic_write_text  # noqa: E402
 
 OUT = os.path.join(ROOT, "benchmarks", "results", "llmsrec_memory")
 
@@ -94,15 +94,18 @@ def main(argv=None):
     rows = []
     for examples in args.examples:
         for checkpointing in (False, True):
-            cmd = [sys.executable, os.path.abspath(__file__), *argv,
+            cmd = [sys.executable, "-m", __spec__.name, *argv,
                    "--one", str(checkpointing), str(examples)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                [ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                 env=env).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
             print(rows[-1], flush=True)
     record = {"dataset": args.dataset, "llm": os.path.basename(os.path.normpath(args.llm_path)),
               "history_length": args.history, "rows": rows,
               "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-              "command": "python benchmarks/llmsrec_memory.py " + shlex.join(argv)}
+              "command": "python -m benchmarks.llmsrec_memory " + shlex.join(argv)}
     atomic_write_text(OUT + ".json", lambda fh: json.dump(record, fh, indent=1))
     atomic_write_text(OUT + ".md", lambda fh: fh.write(
         f"# LLMSRec: memory of one training step, with and without gradient checkpointing\n\n"

@@ -26,13 +26,10 @@ import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-from benchmarks.experiments.figures import _pyplot  # noqa: E402
-from recbole_llm2rec.atomic import atomic_rows, atomic_write_text  # noqa: E402
-from recbole_llm2rec.errors import InputError, cli_main  # noqa: E402
-from recbole_llm2rec.feat import read_feat  # noqa: E402
+from benchmarks.experiments.figures import pyplot
+from recbole_llm2rec.atomic import atomic_rows, atomic_write_text
+from recbole_llm2rec.errors import InputError, cli_main
+from recbole_llm2rec.feat import read_feat
 
 
 def user_items(inter_path):
@@ -122,7 +119,7 @@ def stage_map(stages, inter_path, out, n_groups=6, group_size=8, n_other=1000, k
         raise InputError(f"no item has {group_size - 1} co-purchased items among the items of "
                          f"every .feat; lower --group_size", inter_path)
     items = item_set(groups, common, n_other, seed)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(tables), figsize=(4 * len(tables), 4.2), squeeze=False)
     colours = plt.get_cmap("tab10")
     n_grouped = sum(len(g) for g in groups)

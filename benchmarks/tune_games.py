@@ -5,7 +5,7 @@ CPU machine, then records the machine, the command, the wall time, the results t
 best config, and what the dataset cache saves per trial. Every `Games.<name>.feat` found in
 the dataset folder becomes a choice of `text_emb`.
 
-    python benchmarks/tune_games.py --data_path dataset/ --num-samples 8 --epochs 2 --cpus 1
+    python -m benchmarks.tune_games --data_path dataset/ --num-samples 8 --epochs 2 --cpus 1
 """
 import argparse
 import glob
@@ -15,12 +15,12 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import yaml
 
-import yaml  # noqa: E402
-
-from recbole_llm2rec import tune  # noqa: E402
-from recbole_llm2rec.feat import atomic_write_text  # noqa: E402
+from recbole_llm2rec import tune
+from recbole_llm2rec.feat import atomic_write_text, dataset_folder, missing_feat
+from recbole_llm2rec.props import default
+from recbole_llm2rec.yaml_file import read_yaml, recbole_loader
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = os.path.join(REPO, "benchmarks", "results", "tune_games.md")
@@ -28,7 +28,7 @@ RESULT = os.path.join(REPO, "benchmarks", "results", "tune_games.md")
 
 def feat_names(data_path, dataset):
     """Names of the `.feat` files of `dataset`, e.g. ['minilm', 'smollm2']."""
-    pattern = os.path.join(data_path, dataset, f"{dataset}.*.feat")
+    pattern = os.path.join(dataset_folder(data_path, dataset), f"{dataset}.*.feat")
     return sorted(os.path.basename(p)[len(dataset) + 1:-len(".feat")] for p in glob.glob(pattern))
 
 
@@ -75,11 +75,8 @@ def main(argv=None):
 
     names = feat_names(args.data_path, args.dataset)
     if not names:
-        raise SystemExit(f"no {args.dataset}.<name>.feat in {args.data_path}: extract one "
-                         f"first (python -m pretrain.extract --model minilm --data_path "
-                         f"{args.data_path} --dataset {args.dataset} --name minilm)")
-    with open(args.space, encoding="utf-8") as fh:
-        space = yaml.safe_load(fh)
+        raise missing_feat(args.data_path, args.dataset, default("text_emb"))
+    space = read_yaml(args.space, loader=recbole_loader())
     space["text_emb"] = {"choice": names}
     space_file = os.path.join(tempfile.mkdtemp(), "TextSASRec-Games.yaml")
     atomic_write_text(space_file, lambda fh: yaml.safe_dump(space, fh, sort_keys=False))
@@ -109,7 +106,7 @@ def main(argv=None):
     lines = [
         f"# Ray Tune search: TextSASRec on {args.dataset} (ASHA, CPU machine)",
         "",
-        f"Reproduce: `python benchmarks/tune_games.py --data_path {args.data_path} "
+        f"Reproduce: `python -m benchmarks.tune_games --data_path {args.data_path} "
         f"--dataset {args.dataset} "
         f"--num-samples {args.num_samples} --epochs {args.epochs} --cpus {args.cpus:g} "
         f"--seed {args.seed}`",
@@ -167,4 +164,4 @@ def main(argv=None):
 if __name__ == "__main__":
     from recbole_llm2rec.errors import cli_main
 
-    cli_main(main, "benchmarks/tune_games.py", sys.argv[1:])  # the tuner's bad input: one line
+    cli_main(main, "python -m benchmarks.tune_games", sys.argv[1:])  # the tuner's bad input: one line

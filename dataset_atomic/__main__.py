@@ -92,7 +92,8 @@ def convert(args):
 
 
 def main(argv=None):
-    """Entry point. Returns 0 when the dataset has no problems, 1 when it has; bad input raises
+    """Entry point. Returns 0 when the dataset has no problems (warnings are printed, each line
+    starting with `warning: `), 1 when it has; bad input raises
     ConvertError (one line and exit status 2 through `cli_main`)."""
     args = build_parser().parse_args(argv)
     folder, name, counts = convert(args)
@@ -103,6 +104,8 @@ def main(argv=None):
         print(format_problem(problem))
     if len(report.problems) > SHOWN_PROBLEMS:
         print(f"... and {len(report.problems) - SHOWN_PROBLEMS} more problems")
+    for warning in report.warnings:
+        print(f"warning: {format_problem(warning)}")
     print(f"{folder}: {len(report.problems)} problem(s)")
     print(stats_table([(name, report.stats)]))
     return 1 if report.problems else 0

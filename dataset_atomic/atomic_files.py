@@ -5,7 +5,7 @@ import os
 import re
 import sys
 
-from recbole_llm2rec.atomic import atomic_write_text, read_header
+from recbole_llm2rec.atomic import atomic_write_text, is_token, read_header
 from recbole_llm2rec.errors import InputError
 
 INTER_FIELDS = ("user_id:token", "item_id:token", "timestamp:float")
@@ -104,11 +104,6 @@ def sort_interactions(rows):
         if row[0] not in keys:
             keys[row[0]] = natural_key(row[0])
     return sorted(rows, key=lambda r: (keys[r[0]], r[2]))
-
-
-def is_token(value):
-    """True for a usable id: a non-empty string without any whitespace."""
-    return isinstance(value, str) and value != "" and value.split() == [value]
 
 
 def check_token(path, line, kind, token):

@@ -6,15 +6,14 @@ repair (HTML entities, whitespace, a leading double quote); readers never repair
 import collections
 import os
 
-from dataset_atomic.atomic_files import ConvertError, clean_text, is_token, quote_safe
-from recbole_llm2rec.atomic import (atomic_rows, is_number, missing_items_error,
+from dataset_atomic.atomic_files import ConvertError, clean_text, quote_safe
+from recbole_llm2rec.atomic import (PANDAS_NA, atomic_rows, is_token, missing_items_error,
                                     short_users_warning)
+from recbole_llm2rec.inter_checks import InterChecks
 
-# Strings pandas reads as NaN even with dtype=str (RecBole loads atomic files with pandas).
-PANDAS_NA = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
-             "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
-
-Report = collections.namedtuple("Report", "problems stats")
+Report = collections.namedtuple("Report", "problems stats warnings")
+Report.__doc__ = """What `validate` found: `problems` (errors; the dataset needs fixing), `stats`,
+and `warnings` (properties RecBole accepts but that change what leave-one-out uses)."""
 
 
 class Problem(ConvertError):
@@ -43,10 +42,12 @@ def _check_token(path, lineno, field, token, problems):
 
 
 def validate(folder, name, title_field="title", min_user_inters=3):
-    """Check `<folder>/<name>.{inter,item}`. Returns Report(problems list, stats dict).
+    """Check `<folder>/<name>.{inter,item}`. Returns a Report.
 
     Rows are read by `recbole_llm2rec.atomic` (the reader extraction and the runner use), so
-    a bad header, an empty file or one without rows raises; bad rows are reported.
+    a bad header, an empty file or one without rows raises; bad rows are reported. The `.inter`
+    gets the runner's checks (`recbole_llm2rec.inter_checks.InterChecks`) for the plugin's
+    protocol: time order and `split: {LS: valid_and_test}`.
     """
     inter_path = os.path.join(folder, f"{name}.inter")
     item_path = os.path.join(folder, f"{name}.item")
@@ -81,33 +82,29 @@ def validate(folder, name, title_field="title", min_user_inters=3):
                      "for a quoted field", item_path, lineno, title, title_field, fixable=True)
 
     user_count, user_first, items_seen, missing = collections.Counter(), {}, set(), {}
-    prev_user, prev_time, interactions = None, None, 0
+    prev_user, interactions = None, 0
     needed = ["user_id", "item_id", "timestamp"]
-    with atomic_rows(inter_path, needed, Problem, problems, non_empty=needed) as (_, rows):
+    with atomic_rows(inter_path, needed, Problem, problems, non_empty=needed) as (header, rows):
+        checks = InterChecks(inter_path, header, time="timestamp",
+                             held_out=max(min_user_inters - 1, 0), error=Problem)
         for row in rows:
-            lineno = row.line
-            user, item, stamp = (row.values[f] for f in needed)
+            lineno, user, item = row.line, row.values["user_id"], row.values["item_id"]
             interactions += 1
+            checks.add(row)
             _check_carriage_return(inter_path, row, problems)
-            _check_token(inter_path, lineno, "user_id", user, problems)
             if item not in item_line:
                 missing.setdefault(item, lineno)
             items_seen.add(item)
-            seconds = float(stamp) if is_number(stamp) else None
             if user != prev_user:
                 if user in user_first:
                     _add(problems, f"user's rows are not contiguous (also on line "
                          f"{user_first[user]})", inter_path, lineno, user, "user_id")
                 else:
                     user_first[user] = lineno
-                prev_time = None
-            elif seconds is not None and prev_time is not None and seconds < prev_time:
-                _add(problems, "timestamp earlier than the user's previous row (unsorted)",
-                     inter_path, lineno, stamp, "timestamp")
             user_count[user] += 1
             prev_user = user
-            if seconds is not None:
-                prev_time = seconds
+    errors, warnings = checks.findings()
+    problems += errors
     if missing:
         problems.append(missing_items_error(inter_path, item_path, missing, Problem))
     short = {u: (c, user_first[u]) for u, c in user_count.items() if c < min_user_inters}
@@ -118,7 +115,7 @@ def validate(folder, name, title_field="title", min_user_inters=3):
     stats = {"users": len(user_count), "items": len(items_seen), "interactions": interactions,
              "avg_length": interactions / max(len(user_count), 1),
              "avg_title_words": title_words / max(len(item_line), 1)}
-    return Report(problems, stats)
+    return Report(problems, stats, warnings)
 
 
 def _check_carriage_return(path, row, problems):

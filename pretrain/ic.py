@@ -9,7 +9,9 @@ Starts from `<run_dir>/mntp/final`.
 import torch
 import torch.nn.functional as F
 
-from pretrain import training
+from pretrain import ranks, training
+from pretrain.batching import KeyedDataset
+from pretrain.encoder_pooling import pool
 from pretrain.mntp import title_dataset
 from pretrain.stage_config import ConfigError
 from recbole_llm2rec.errors import cli_main
@@ -26,21 +28,14 @@ def contrastive_loss(a, b, temperature, offset=0):
 
 
 def gather_views(b):
-    """Second views of all processes [N, H] (own rows keep their gradient), and this process's
-    row offset; just (b, 0) without torch.distributed."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return b, 0
-    world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
-    parts = [torch.empty_like(b) for _ in range(world)]
-    torch.distributed.all_gather(parts, b.detach().contiguous())
-    parts[rank] = b
-    return torch.cat(parts), rank * b.shape[0]
+    """Second views of all processes [N, H] and this process's row offset, differentiable:
+    the loss and the gradients are those of one process on the concatenated batch
+    (`pretrain.ranks.gather_rows`); just (b, 0) in a single process."""
+    return ranks.gather_rows(b)
 
 
 def embed_views(model, input_ids, attention_mask):
     """Mean-pooled embeddings of two dropout views of each input. Returns ([B, H], [B, H])."""
-    from pretrain.extract import pool
-
     mask = torch.cat([attention_mask, attention_mask])
     hidden = model(input_ids=torch.cat([input_ids, input_ids]), attention_mask=mask)[0]
     return pool(hidden, mask, "mean").chunk(2)
@@ -49,15 +44,18 @@ def embed_views(model, input_ids, attention_mask):
 def make_trainer_class():
     """Trainer whose loss is the contrastive loss over two views (defined lazily: HF import)."""
     class ICTrainer(training.stage_trainer_class()):
-        """HF Trainer with the IC loss; `temperature` is set on the instance."""
+        """HF Trainer with the IC loss (`pretrain.steps.contrastive_step`); `temperature` is
+        set on the instance."""
 
         temperature = 0.2
+        contrastive = True
 
-        def compute_loss(self, model, inputs, return_outputs=False):
-            a, b = embed_views(model, inputs["input_ids"], inputs["attention_mask"])
+        def embed(self, model, inputs):
+            return embed_views(model, inputs["input_ids"], inputs["attention_mask"])
+
+        def pair_loss(self, a, b):
             others, offset = gather_views(b)
-            loss = contrastive_loss(a, others, self.temperature, offset)
-            return (loss, {"embeddings": a}) if return_outputs else loss
+            return contrastive_loss(a, others, self.temperature, offset)
 
     return ICTrainer
 
@@ -70,7 +68,7 @@ def prepare(cfg):
     if len(features) < cfg.batch_size:
         raise ConfigError(f"ic: more than the {len(features)} titles", field="batch_size",
                           value=cfg.batch_size)
-    return tokenizer, training.TokenizedDataset(features), stats
+    return tokenizer, KeyedDataset(features), stats
 
 
 def make_trainer(cfg, tokenizer, dataset):
@@ -86,8 +84,7 @@ def make_trainer(cfg, tokenizer, dataset):
                           config_overrides={"attention_dropout": cfg.attention_dropout})
     trainer, model = training.make_trainer(
         cfg, STAGE, model, tokenizer, dataset,
-        DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8), make_trainer_class(),
-        dataloader_drop_last=True)  # equal batches on every process, for the gathered negatives
+        DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8), make_trainer_class())
     trainer.temperature = cfg.temperature
     return trainer, model
 

@@ -11,6 +11,7 @@ import random
 import torch
 
 from pretrain import training
+from pretrain.batching import DRAW, KeyedDataset, draw_generator
 from pretrain.sequences import training_titles
 from pretrain.stage_config import ConfigError
 from recbole_llm2rec.errors import cli_main
@@ -31,17 +32,20 @@ def mask_token_id(tokenizer, mask_token, where="tokenizer"):
 
 class MNTPCollator:
     """Pads titles (right) and masks them. Returns {input_ids, attention_mask, labels} [B, L];
-    labels hold the original token at selected positions, -100 elsewhere (unshifted)."""
+    labels hold the original token at selected positions, -100 elsewhere (unshifted). Each
+    title's masks are drawn from `seed` and its `draw` (`pretrain.batching`; its row number
+    when absent), so they do not depend on the batch it is in."""
 
-    def __init__(self, tokenizer, mask_id, mlm_probability=0.2, pad_to_multiple_of=8,
-                 generator=None):
+    uses_draw = True
+
+    def __init__(self, tokenizer, mask_id, mlm_probability=0.2, pad_to_multiple_of=8, seed=0):
         self.pad_id = tokenizer.pad_token_id
         self.mask_id = mask_id
         self.vocab_size = len(tokenizer)
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
         self.probability = mlm_probability
         self.multiple = pad_to_multiple_of
-        self.generator = generator
+        self.seed = seed
 
     def pad(self, features):
         """Right-padded input_ids and attention_mask [B, L]."""
@@ -55,21 +59,29 @@ class MNTPCollator:
             mask[row, :len(f["input_ids"])] = 1
         return ids, mask
 
+    def mask_one(self, ids, draw):
+        """(inputs, labels) of one title's token ids [n], masked from its own generator."""
+        gen = draw_generator(self.seed, draw)
+        n = len(ids)
+        # Candidates: non-special tokens; never position 0, which has no i-1 to predict it.
+        candidates = ~torch.isin(ids, self.special_ids)
+        candidates[0] = False
+        selected = candidates & (torch.rand(n, generator=gen) < self.probability)
+        action = torch.rand(n, generator=gen)
+        random_ids = torch.randint(self.vocab_size, (n,), generator=gen)
+        inputs = torch.where(selected & (action < 0.8), self.mask_id, ids)
+        randomized = selected & (action >= 0.8) & (action < 0.9)
+        inputs = torch.where(randomized, random_ids, inputs)
+        return inputs, torch.where(selected, ids, IGNORE)
+
     def __call__(self, features):
         ids, attention_mask = self.pad(features)
-        # Candidates: real, non-special tokens; never position 0, which has no i-1 to predict it.
-        candidates = attention_mask.bool() & ~torch.isin(ids, self.special_ids)
-        candidates[:, 0] = False
-        draw = torch.rand(ids.shape, generator=self.generator)
-        selected = candidates & (draw < self.probability)
-        labels = torch.where(selected, ids, torch.full_like(ids, IGNORE))
-        action = torch.rand(ids.shape, generator=self.generator)
-        masked = selected & (action < 0.8)
-        randomized = selected & (action >= 0.8) & (action < 0.9)
+        labels = torch.full_like(ids, IGNORE)
         inputs = ids.clone()
-        inputs[masked] = self.mask_id
-        random_ids = torch.randint(self.vocab_size, ids.shape, generator=self.generator)
-        inputs[randomized] = random_ids[randomized]
+        for row, f in enumerate(features):
+            n = len(f["input_ids"])
+            inputs[row, :n], labels[row, :n] = self.mask_one(ids[row, :n],
+                                                             f.get(DRAW, row))
         return {"input_ids": inputs, "attention_mask": attention_mask, "labels": labels}
 
 
@@ -122,7 +134,7 @@ def prepare(cfg):
     tokenizer = training.load_tokenizer(model_dir)
     mask_token_id(tokenizer, cfg.mask_token, where=model_dir)  # fail before any tokenising
     features, stats = title_dataset(cfg, model_dir, tokenizer)
-    return tokenizer, training.TokenizedDataset(features), stats
+    return tokenizer, KeyedDataset(features), stats
 
 
 def make_trainer(cfg, tokenizer, dataset):
@@ -135,7 +147,8 @@ def make_trainer(cfg, tokenizer, dataset):
                           attn_implementation=training.attn_implementation(cfg),
                           torch_dtype=training.model_dtype(cfg))
     return training.make_trainer(cfg, STAGE, model, tokenizer, dataset,
-                                 MNTPCollator(tokenizer, mask_id, cfg.mlm_probability))
+                                 MNTPCollator(tokenizer, mask_id, cfg.mlm_probability,
+                                              seed=cfg.seed))
 
 
 # run(cfg) -> <run_dir>/mntp/final; main(argv): settings from --config and flags, then run.

@@ -19,7 +19,7 @@ import argparse
 import dataclasses
 import os
 
-from pretrain import provenance, training
+from pretrain import provenance, ranks, training
 from pretrain.sequences import load_dataset_titles
 from pretrain.stage_config import (STAGES, ConfigError, apply_overrides, build, pipeline_stages,
                                    read_yaml, stage_settings)
@@ -160,14 +160,13 @@ def run(raw):
 
 def extract_outputs(raw, args):
     """Write the .feat files of one extraction (`args`) that are missing or out of date, moving
-    the old ones aside. Returns their paths."""
+    the old ones aside. Under torchrun rank 0 decides and moves, then every process embeds its
+    share of the items (`pretrain.extract`) and rank 0 writes. Returns their paths."""
     from pretrain import extract
 
     paths = {d: extract.output_path(args.data_path, d, args.name) for d in args.dataset}
-    if not training.is_main_process():  # one process extracts under torchrun
-        return list(paths.values())
     todo = []
-    for dataset, path in paths.items():
+    for dataset, path in paths.items() if ranks.is_main_process() else ():
         why = ["extract.overwrite is set"] if args.overwrite else feat_differences(path, args)
         if not why:
             print(f"[extract] {path} is up to date; nothing to do", flush=True)
@@ -177,6 +176,7 @@ def extract_outputs(raw, args):
             moved = provenance.move_aside(path, companions=(".json",))
             print(f"[extract] redoing {path}: {'; '.join(why)}; the old file is {moved}",
                   flush=True)
+    todo = ranks.broadcast_from_main(todo)
     if todo:
         # What existed is moved aside: it was ours, or the config allows replacing it.
         extract.main(extract_argv(raw, args.model, todo, overwrite=True, name=args.name))

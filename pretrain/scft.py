@@ -18,47 +18,15 @@ import random
 import torch
 
 from pretrain import training
-from pretrain.common import DataError, dataset_file
+from pretrain.batching import DRAW, KeyedDataset, draw_rng
+from pretrain.common import dataset_file, item_prompt, read_item_attributes
+from pretrain.encoder_pooling import pool
 from pretrain.ic import contrastive_loss, gather_views
 from pretrain.stage_config import ConfigError
-from recbole_llm2rec.atomic import atomic_rows
 from recbole_llm2rec.errors import cli_main
 
 STAGE = "scft"
-INSTRUCTION = "The item has the following attributes: \n "
-TEXT_TYPES = ("token", "token_seq")
 TEMPERATURE_FILE = "scft_temperature.json"  # the learned temperature inside each checkpoint
-
-
-def read_item_attributes(item_path, title_field="title", id_field="item_id"):
-    """Attributes of every item of a `.item` file: every `token`/`token_seq` column but the id,
-    the title first, empty values left out. Returns (item tokens, [[(name, value), ...]],
-    attribute column names). DataError for an empty title or a duplicate item."""
-    tokens, attributes = [], []
-    with atomic_rows(item_path, [id_field, title_field], DataError,
-                     non_empty=[id_field], unique=[id_field]) as (header, rows):
-        names = [title_field] + [n for n, t in zip(header.names, header.types)
-                                 if t in TEXT_TYPES and n not in (id_field, title_field)]
-        for row in rows:
-            tok = row.values[id_field]
-            pairs = [(n, " ".join(row.values[n].split())) for n in names]
-            if not pairs[0][1]:
-                raise DataError(f"item {tok!r} has an empty {title_field!r}", item_path,
-                                row.line, field=title_field, value=row.values[title_field])
-            tokens.append(tok)
-            attributes.append([(n, v) for n, v in pairs if v])
-    return tokens, attributes, names
-
-
-def item_prompt(attributes):
-    """The LLMEmb prompt of one item from its [(name, value), ...]."""
-    return INSTRUCTION + "; ".join(f"{name} is {value}" for name, value in attributes)
-
-
-def item_prompts(item_path, title_field="title"):
-    """(item tokens, full prompts) of a `.item` file, in file order."""
-    tokens, attributes, _ = read_item_attributes(item_path, title_field)
-    return tokens, [item_prompt(a) for a in attributes]
 
 
 def _keep(n, ratio, rng):
@@ -80,16 +48,24 @@ def drop_view(attributes, ratio, rng):
 
 class SCFTCollator:
     """Builds two dropped views of each item at batching time and tokenises them (right
-    padding). Returns {input_ids, attention_mask} [2B, L]: all first views, then all second."""
+    padding). Returns {input_ids, attention_mask} [2B, L]: all first views, then all second.
+    An item's views are drawn from `seed` and its `draw` (`pretrain.batching`; its row number
+    when absent), so they do not depend on the batch it is in."""
+
+    uses_draw = True
 
     def __init__(self, tokenizer, drop_ratio, max_length, seed=0):
         self.tokenizer, self.ratio, self.max_length = tokenizer, drop_ratio, max_length
-        self.rng = random.Random(seed)
+        self.seed = seed
 
     def views(self, features):
         """The 2B prompts of a batch (first views, then second views)."""
-        return [item_prompt(drop_view(f["attributes"], self.ratio, self.rng))
-                for _ in range(2) for f in features]
+        pairs = []
+        for row, f in enumerate(features):
+            rng = draw_rng(self.seed, f.get(DRAW, row))
+            pairs.append([item_prompt(drop_view(f["attributes"], self.ratio, rng))
+                          for _ in range(2)])
+        return [pair[view] for view in range(2) for pair in pairs]
 
     def __call__(self, features):
         self.tokenizer.padding_side = "right"  # real tokens keep positions 0..n-1
@@ -124,14 +100,18 @@ def make_trainer_class():
         def temperature(self):
             return self.log_temperature.exp().clamp(min=1e-2)
 
-        def compute_loss(self, model, inputs, return_outputs=False):
-            from pretrain.extract import pool
+        contrastive = True
 
+        def embed(self, model, inputs):
             mask = inputs["attention_mask"]
             hidden = model(input_ids=inputs["input_ids"], attention_mask=mask)[0]
-            a, b = pool(hidden, mask, "mean").chunk(2)
-            loss = symmetric_contrastive_loss(a, b, self.temperature())
-            return (loss, {"embeddings": a}) if return_outputs else loss
+            return pool(hidden, mask, "mean").chunk(2)
+
+        def pair_loss(self, a, b):
+            return symmetric_contrastive_loss(a, b, self.temperature())
+
+        def shared_parameters(self):
+            return [self.log_temperature]
 
         def create_optimizer(self):
             optimizer = super().create_optimizer()
@@ -194,7 +174,7 @@ def prepare(cfg):
     if len(features) < cfg.batch_size:
         raise ConfigError(f"scft: more than the {len(features)} distinct items",
                           field="batch_size", value=cfg.batch_size)
-    return tokenizer, training.TokenizedDataset(features), stats
+    return tokenizer, KeyedDataset(features), stats
 
 
 def make_trainer(cfg, tokenizer, dataset):
@@ -207,7 +187,7 @@ def make_trainer(cfg, tokenizer, dataset):
                           torch_dtype=training.model_dtype(cfg))
     collator = SCFTCollator(tokenizer, cfg.drop_ratio, cfg.max_length, cfg.seed)
     trainer, model = training.make_trainer(cfg, STAGE, model, tokenizer, dataset, collator,
-                                           make_trainer_class(), dataloader_drop_last=True)
+                                           make_trainer_class())
     trainer.set_temperature(cfg.temperature)
     return trainer, model
 

@@ -3,7 +3,8 @@ import os
 from collections import defaultdict
 
 from pretrain.common import DataError, dataset_file, read_item_titles
-from recbole_llm2rec.atomic import atomic_rows, check_dataset
+from recbole_llm2rec.atomic import atomic_rows
+from recbole_llm2rec.inter_checks import check_dataset
 
 HELD_OUT = 2  # each user's last two items are the downstream valid/test targets
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from recbole_llm2rec import yaml_file
 from recbole_llm2rec.errors import InputError
 
 
@@ -205,27 +206,8 @@ def coerce(cls, name, value):
 
 
 def read_yaml(path, error=ConfigError):
-    """The yaml file at `path` as a dict; `error` (an InputError class) naming the file (and
-    line) if it is missing, not UTF-8, not yaml, or not a mapping. Benchmark configs are read
-    with it too (error=InputError)."""
-    if not os.path.isfile(path):
-        raise error("config file not found", path=path)
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise error(f"not UTF-8 text (byte {raw[err.start]:#04x})", path=path,
-                    line=raw[:err.start].count(b"\n") + 1) from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise error(f"not valid yaml: {getattr(err, 'problem', None) or err}", path=path,
-                    line=mark.line + 1 if mark else None) from None
-    if not isinstance(data, dict):
-        raise error(f"expected a mapping of settings, got {type(data).__name__}", path=path)
-    return data
+    """The pipeline yaml at `path` as a dict (`recbole_llm2rec.yaml_file.read_yaml`)."""
+    return yaml_file.read_yaml(path, error)
 
 
 def stage_settings(raw, stage):

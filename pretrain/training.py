@@ -7,19 +7,17 @@ run would make is moved aside and redone (`pretrain.provenance`).
 """
 import json
 import os
-import re
 import shutil
 import tempfile
 
 import torch
 
-from pretrain import provenance
+from pretrain import provenance, ranks, steps
+from pretrain.batching import MicroBatches, StepSampler
+from pretrain.checkpoints import latest_checkpoint
 from pretrain.stage_config import STAGES, ConfigError, final_path, parse_stage_args, save_yaml
+from recbole_llm2rec import model_folder
 
-# A checkpoint can be resumed from when its trainer_state.json parses and these are present.
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
-                "pytorch_model.bin", "pytorch_model.bin.index.json")
-OPTIMIZER_FILES = ("optimizer.pt", "scheduler.pt")
 
 
 def stage_dir(cfg, stage):
@@ -32,77 +30,54 @@ def final_dir(cfg, stage):
     return final_path(cfg.run_dir, stage)
 
 
-def is_main_process():
-    """True in a single process and in rank 0 of a torchrun launch."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def barrier():
-    """Wait for every process of a torchrun launch; nothing in a single process."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()
-
-
-class TokenizedDataset(torch.utils.data.Dataset):
-    """List of feature dicts (`input_ids`, `labels`, ...) for the HF Trainer."""
-
-    def __init__(self, features):
-        self.features = features
-
-    def __len__(self):
-        return len(self.features)
-
-    def __getitem__(self, i):
-        return self.features[i]
-
-
-class LengthGroupedSampler(torch.utils.data.Sampler):
-    """Shuffled mega-batches of `mega_batch` examples, each sorted by length and cut into
-    micro-batches of `micro_batch` that are then shuffled: every micro-batch holds examples of
-    similar length (little padding), while batch order stays random. Seeded per epoch."""
-
-    def __init__(self, lengths, micro_batch, mega_batch, seed=0):
-        self.lengths, self.micro, self.mega = list(lengths), micro_batch, max(mega_batch, 1)
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch):
-        self.epoch = epoch
-
-    def __len__(self):
-        return len(self.lengths)
-
-    def __iter__(self):
-        gen = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(len(self.lengths), generator=gen).tolist()
-        out = []
-        for start in range(0, len(order), self.mega):
-            group = sorted(order[start:start + self.mega], key=self.lengths.__getitem__,
-                           reverse=True)
-            batches = [group[i:i + self.micro] for i in range(0, len(group), self.micro)]
-            for b in torch.randperm(len(batches), generator=gen).tolist():
-                out.extend(batches[b])
-        return iter(out)
-
-
 def stage_trainer_class():
-    """HF Trainer whose `group_by_length` uses our LengthGroupedSampler (HF's shrinks its
-    mega-batches to a few batches on small datasets). Defined lazily: HF import."""
+    """HF Trainer whose steps do not depend on the number of processes (`pretrain.batching`,
+    `pretrain.steps`): it samples whole effective batches (`StepSampler`), takes a process's
+    share of a step as one dataloader batch cut into micro-batches, and accumulates their
+    gradients itself. A contrastive stage sets `contrastive` and defines `embed` and
+    `pair_loss`. Defined lazily: HF import."""
     from transformers import Trainer
 
     class StageTrainer(Trainer):
-        """Trainer with length-grouped micro-batches (mega-batch = 50 optimizer steps)."""
+        """Trainer running `pretrain.steps` over the micro-batches of each step."""
+
+        contrastive = False
 
         def _get_train_sampler(self):
-            if not self.args.group_by_length:
-                return super()._get_train_sampler()
             args = self.args
-            lengths = [len(f["input_ids"]) for f in self.train_dataset]
-            step = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
-            return LengthGroupedSampler(lengths, args.train_batch_size, 50 * step,
-                                        seed=args.data_seed if args.data_seed is not None
-                                        else args.seed)
+            lengths = [len(f.get("input_ids", ())) for f in self.train_dataset.features]
+            return StepSampler(lengths, args.train_batch_size * args.world_size,
+                               args.group_by_length, seed=args.data_seed if args.data_seed
+                               is not None else args.seed, processes=args.world_size)
+
+        def training_step(self, model, inputs):
+            model.train()
+            batches = self._prepare_inputs(inputs)["micro_batches"]
+            if self.contrastive:
+                return steps.contrastive_step(self, model, batches)
+            return steps.token_step(self, model, batches)
+
+        def shared_parameters(self):
+            """Trainable parameters outside the model (averaged over processes by hand)."""
+            return []
+
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            # Several CPU processes: HF maps the optimizer state to args.device, `cpu:<rank>`,
+            # which torch.load cannot restore to; plain `cpu` is the same memory.
+            if self.args.device.type != "cpu" or self.args.world_size == 1:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            real = torch.load
+
+            def load(f, *args, map_location=None, **kwargs):
+                if torch.device(map_location or "cpu").type == "cpu":
+                    map_location = "cpu"
+                return real(f, *args, map_location=map_location, **kwargs)
+
+            torch.load = load
+            try:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            finally:
+                torch.load = real
 
     return StageTrainer
 
@@ -120,12 +95,9 @@ def input_model(cfg, stage):
 
 
 def check_model_folder(path):
-    """ConfigError unless `path` is a Hugging Face model folder (with config.json)."""
-    if not os.path.isdir(path):
-        raise ConfigError("model folder not found (run the previous stage first, or pass "
-                          "--model)", path=path)
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        raise ConfigError("not a Hugging Face model folder (no config.json)", path=path)
+    """ConfigError unless `path` is a Hugging Face model folder (config.json, a tokenizer)."""
+    model_folder.check_model_folder(path, ConfigError, not_found=(
+        "model folder not found (run the previous stage first, or pass --model)"))
 
 
 def load_tokenizer(path):
@@ -133,10 +105,6 @@ def load_tokenizer(path):
     from transformers import AutoTokenizer
 
     check_model_folder(path)
-    if not any(os.path.isfile(os.path.join(path, f)) for f in
-               ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")):
-        raise ConfigError("model folder has no tokenizer (tokenizer.json or "
-                          "tokenizer_config.json); save the tokenizer beside the weights", path=path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.eos_token_id is None:
         raise ConfigError("tokenizer has no EOS token", path=path)
@@ -167,7 +135,7 @@ def model_dtype(cfg):
 
 def accumulation_steps(cfg):
     """Gradient accumulation making `batch_size` the effective batch over all processes."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = ranks.world_size()
     per_step = cfg.micro_batch_size * world
     if cfg.batch_size % per_step:
         raise ConfigError(f"not a multiple of micro_batch_size {cfg.micro_batch_size} x "
@@ -176,7 +144,10 @@ def accumulation_steps(cfg):
 
 
 def apply_lora(model, cfg):
-    """Wrap `model` with LoRA adapters on all linear layers when `cfg.lora_r` is set."""
+    """Wrap `model` with LoRA adapters on all linear layers when `cfg.lora_r` is set. The
+    adapters are initialised on the CPU before the Trainer seeds torch: from `cfg.seed`, in a
+    forked CPU RNG, so they are the same whatever ran before in the process, whose RNG stays
+    where it was."""
     if not cfg.lora_r:
         return model
     import torch.distributed.tensor  # noqa: F401  peft reads it without importing it
@@ -184,7 +155,9 @@ def apply_lora(model, cfg):
 
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules="all-linear", bias="none")
-    return get_peft_model(model, lora)
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(cfg.seed)
+        return get_peft_model(model, lora)
 
 
 def training_arguments(cfg, stage, **overrides):
@@ -194,8 +167,9 @@ def training_arguments(cfg, stage, **overrides):
     out = stage_dir(cfg, stage)
     settings = dict(
         output_dir=out, logging_dir=os.path.join(out, "logs"), max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.micro_batch_size,
-        gradient_accumulation_steps=accumulation_steps(cfg), learning_rate=cfg.learning_rate,
+        # a process's share of a step is one batch; pretrain.steps accumulates its micro-batches
+        per_device_train_batch_size=cfg.micro_batch_size * accumulation_steps(cfg),
+        gradient_accumulation_steps=1, learning_rate=cfg.learning_rate,
         lr_scheduler_type="linear", warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         optim="adamw_torch", max_grad_norm=getattr(cfg, "max_grad_norm", 1.0),
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
@@ -213,48 +187,16 @@ def make_trainer(cfg, stage, model, tokenizer, dataset, collator, trainer_class=
     """The Trainer of a stage: `model` without KV cache and LoRA-wrapped when `cfg.lora_r`,
     trained on `dataset` batched by `collator`; `arguments` override TrainingArguments.
     `trainer_class` defaults to `stage_trainer_class()`. Returns (trainer, model)."""
+    from transformers import set_seed
+
     model.config.use_cache = False
+    set_seed(cfg.seed)  # LoRA's initial weights: from the seed, not from what ran before
     model = apply_lora(model, cfg)
     trainer_class = trainer_class or stage_trainer_class()
     trainer = trainer_class(model=model, args=training_arguments(cfg, stage, **arguments),
-                            train_dataset=dataset, data_collator=collator, tokenizer=tokenizer)
+                            train_dataset=dataset, tokenizer=tokenizer,
+                            data_collator=MicroBatches(collator, cfg.micro_batch_size))
     return trainer, model
-
-
-def _present(path):
-    return os.path.isfile(path) and os.path.getsize(path) > 0
-
-
-def checkpoint_problem(path):
-    """Why checkpoint folder `path` cannot be resumed from, or None when it is complete: its
-    trainer_state.json parses, and its weights, optimizer and scheduler files are present."""
-    try:
-        with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as fh:
-            int(json.load(fh)["global_step"])
-    except FileNotFoundError:
-        return "no trainer_state.json"
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return f"trainer_state.json is unreadable ({type(err).__name__}: {err})"
-    if not any(_present(os.path.join(path, name)) for name in WEIGHT_FILES):
-        return f"no model weights ({' or '.join(WEIGHT_FILES[:2])})"
-    missing = [name for name in OPTIMIZER_FILES if not _present(os.path.join(path, name))]
-    return f"no {' or '.join(missing)}" if missing else None
-
-
-def latest_checkpoint(folder):
-    """Newest complete `checkpoint-N` in `folder` (see `checkpoint_problem`); says which newer
-    ones it skips and why (e.g. a run killed while writing them). None when there is none."""
-    if not os.path.isdir(folder):
-        return None
-    steps = sorted(((int(m.group(1)), name) for name in os.listdir(folder)
-                    if (m := re.fullmatch(r"checkpoint-(\d+)", name))), reverse=True)
-    for _, name in steps:
-        path = os.path.join(folder, name)
-        problem = checkpoint_problem(path)
-        if problem is None:
-            return path
-        print(f"skipping {path}: {problem}", flush=True)
-    return None
 
 
 def write_json(path, obj):
@@ -267,6 +209,8 @@ def write_json(path, obj):
 def save_run_info(cfg, stage, stats, record):
     """Write the resolved config (`config.yaml`), data statistics (`data_stats.json`) and what
     the run is made from (`provenance.json`)."""
+    if not ranks.is_main_process():
+        return
     out = stage_dir(cfg, stage)
     save_yaml(cfg, os.path.join(out, "config.yaml"))
     write_json(os.path.join(out, "data_stats.json"), stats)
@@ -312,7 +256,7 @@ def _rng_state_types():
 
 def train_and_save(trainer, model, tokenizer, cfg, stage, record):
     """Train (resuming from the newest complete checkpoint) and save `final/`. Returns its path."""
-    resume = latest_checkpoint(stage_dir(cfg, stage))
+    resume = ranks.broadcast_from_main(latest_checkpoint(stage_dir(cfg, stage)))  # the same
     if resume and trainer.args.should_save:
         print(f"[{stage}] resuming from {resume}", flush=True)
     with torch.serialization.safe_globals(_rng_state_types()):
@@ -334,6 +278,15 @@ def stage_commands(stage, prepare, make_trainer):
     return run, main
 
 
+def _stage_state(out, final, record):
+    """(whether `final/` is up to date, why the stage folder must be moved aside: [] if not)."""
+    if not provenance.differences(provenance.read(final), record):
+        return True, []
+    if not (os.path.isdir(out) and os.listdir(out)):
+        return False, []
+    return False, provenance.differences(provenance.read(out), record)
+
+
 def run_stage(cfg, stage, prepare, make_stage_trainer):
     """A stage's whole run. Nothing when `final/` was made from what this run would use (same
     input model content, data and settings). Otherwise the stage folder, if made from something
@@ -345,17 +298,18 @@ def run_stage(cfg, stage, prepare, make_stage_trainer):
     check_model_folder(model_dir)
     record = provenance.stage_record(cfg, stage, model_dir)
     out, final = stage_dir(cfg, stage), final_dir(cfg, stage)
-    if not provenance.differences(provenance.read(final), record):
-        print(f"[{stage}] {final} is complete and up to date; nothing to do", flush=True)
+    # Rank 0 decides for all: another rank looking at the folder while rank 0 writes into it
+    # could decide otherwise, and the processes would wait for each other forever.
+    done, why = ranks.broadcast_from_main(
+        _stage_state(out, final, record) if ranks.is_main_process() else None)
+    if done:
+        if ranks.is_main_process():
+            print(f"[{stage}] {final} is complete and up to date; nothing to do", flush=True)
         return final
-    why = provenance.differences(provenance.read(out), record)
-    if os.path.isdir(out) and os.listdir(out) and why:
-        barrier()  # every process has decided before the folder moves
-        if is_main_process():
-            moved = provenance.move_aside(out)
-            print(f"[{stage}] redoing: {'; '.join(why)}; the old outputs are in {moved}",
-                  flush=True)
-        barrier()
+    if why and ranks.is_main_process():
+        moved = provenance.move_aside(out)
+        print(f"[{stage}] redoing: {'; '.join(why)}; the old outputs are in {moved}", flush=True)
+    ranks.barrier()  # the old folder is out of the way before any process goes on
     tokenizer, dataset, stats = prepare(cfg)
     save_run_info(cfg, stage, stats, record)
     trainer, model = make_stage_trainer(cfg, tokenizer, dataset)

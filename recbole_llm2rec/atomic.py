@@ -39,6 +39,9 @@ def read_header(path, raw, required=(), error=InputError, sep=SEP):
     if not raw:
         raise error("empty file, expected a RecBole atomic header (name:type fields)", path, 1)
     text = _decode(path, 1, raw, error)
+    if text.startswith("\ufeff"):
+        raise error("starts with a byte order mark (BOM), which RecBole reads as part of the "
+                    "first field's name; save the file as UTF-8 without BOM", path, 1)
     names, types = [], []
     for col in text.rstrip("\r\n").split(sep):
         name, colon, kind = col.partition(":")
@@ -64,17 +67,26 @@ def atomic_rows(path, required=(), error=InputError, problems=None, sep=SEP, non
     """Open atomic file `path`: yields (Header, iterator of Row); blank lines are skipped.
 
     Fields of `required` must be in the header, those of `non_empty` non-empty in every row,
-    those of `unique` never repeat a value ("already given on line N");
-    `float` values must be finite numbers (or empty). A row that is not UTF-8, has another number of fields than the
-    header, or a bad value raises `error` naming file, line, field and value; with a
-    `problems` list it is appended there instead and reading goes on (a row with the wrong
-    number of fields is then skipped). A file with a header but no rows raises.
+    those of `unique` never repeat a value ("already given on line N"); `float` values must be
+    finite numbers (or empty). A row that is not UTF-8, has another number of fields than the
+    header, has a value CSV quoting would continue past a tab (it starts with '"' and its quote
+    is not closed before the tab: stock RecBole reads that line otherwise than this reader and
+    the plugin's runs), or a bad value raises `error` naming file, line, field and value; with
+    a `problems` list it is appended there instead and reading goes on (a row with the wrong
+    number of fields or such a quote is then skipped). A file with a header but no rows raises.
     """
     if not os.path.isfile(path):
         raise error("file not found", path)
     with open(path, "rb") as fh:
         header = read_header(path, fh.readline(), required, error, sep)
         yield header, _rows(path, fh, header, non_empty, unique, error, problems, sep)
+
+
+def check_rows(path, sep=SEP, error=InputError):
+    """Read every row of atomic file `path`; raises `error` for the first bad one."""
+    with atomic_rows(path, error=error, sep=sep) as (_, rows):
+        for _ in rows:
+            pass
 
 
 def _rows(path, fh, header, non_empty, unique, error, problems, sep):
@@ -97,6 +109,15 @@ def _rows(path, fh, header, non_empty, unique, error, problems, sep):
             continue
         seen += 1
         cols = line.split(sep)
+        quoted = _quoted_across_sep(cols)
+        if quoted is not None:
+            report(error("starts with '\"' and has no closing quote before the next tab: "
+                         "pandas' CSV quoting (stock RecBole) reads the tab as part of the "
+                         "value, this reader and the plugin's runs as a separator; remove the "
+                         "quote or the tab", path, lineno,
+                         field=header.names[quoted] if quoted < n else None,
+                         value=cols[quoted]))
+            continue
         if len(cols) != n:
             report(error(f"expected {n} tab-separated fields, got {len(cols)} (a tab or line "
                          f"break inside a value?)", path, lineno, value=line))
@@ -120,12 +141,42 @@ def _rows(path, fh, header, non_empty, unique, error, problems, sep):
         raise error("the file has a header but no rows", path, 1)
 
 
+def _quoted_across_sep(cols):
+    """Index of the first value but the last that starts with '"' and does not close the quote
+    (CSV style, '""' inside), i.e. one that CSV quoting continues past the separator; else None."""
+    for index, col in enumerate(cols[:-1]):
+        if col.startswith('"') and not _closes_quote(col):
+            return index
+    return None
+
+
+def _closes_quote(col):
+    k = 1
+    while k < len(col):
+        if col[k] == '"':
+            if col[k + 1:k + 2] != '"':
+                return True
+            k += 1
+        k += 1
+    return False
+
+
 def _decode(path, lineno, raw, error):
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise error(f"not UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1})", path,
                     lineno, value=raw.rstrip(b"\r\n")[max(err.start - 20, 0):err.end + 20]) from None
+
+
+def is_token(value):
+    """True for a usable id: a non-empty string without any whitespace."""
+    return isinstance(value, str) and value != "" and value.split() == [value]
+
+
+# Strings pandas reads as NaN even with dtype=str (RecBole loads atomic files with pandas).
+PANDAS_NA = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+             "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
 
 
 def is_number(text):
@@ -200,31 +251,3 @@ def short_users_warning(inter_path, short, n_users, need, error=InputError, fiel
                  f"leave-one-out leaves them out of validation and/or test (they stay in "
                  f"training), e.g. {shown}; set user_inter_num_interval: \"[{need},inf)\" to "
                  f"drop them everywhere", inter_path, line, field=field, value=user)
-
-
-def check_dataset(inter_path, item_path=None, user="user_id", item="item_id", time=None,
-                  need=3, error=InputError, sep=SEP):
-    """Check a dataset's `.inter` (and its `.item`, if given) the way RecBole will use them.
-
-    Raises `error` for the first bad row, and for `.inter` items without a `.item` row.
-    Returns a list of warnings (`error` instances, not raised: users with fewer than `need`
-    interactions).
-    """
-    known = None
-    if item_path is not None:
-        with atomic_rows(item_path, [item], error, sep=sep, non_empty=[item]) as (_, rows):
-            known = {row.values[item] for row in rows}
-    counts, missing = collections.Counter(), {}
-    first = {}
-    required = [user, item] + ([time] if time else [])
-    with atomic_rows(inter_path, required, error, sep=sep, non_empty=required) as (_, rows):
-        for row in rows:
-            u, i = row.values[user], row.values[item]
-            counts[u] += 1
-            first.setdefault(u, row.line)
-            if known is not None and i not in known and i not in missing:
-                missing[i] = row.line
-    if missing:
-        raise missing_items_error(inter_path, item_path, missing, error, item)
-    short = {u: (c, first[u]) for u, c in counts.items() if c < need}
-    return [short_users_warning(inter_path, short, len(counts), need, error, user)] if short else []

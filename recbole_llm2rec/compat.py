@@ -12,8 +12,20 @@
    lines (our reader, `recbole_llm2rec.atomic`, takes every character literally). A title that
    begins with a double quote, like Beauty's `"Pro-nu" Anti-aging ...`, made RecBole's read of
    the `.item` file fail whenever a run loads item columns (the cold-start split, LLMSRec's
-   titles). RecBole's dataset module now reads them with quoting off.
+   titles). For the datasets of the plugin's runs only (a config built by
+   `quick_start.build_config`, whose class sets `reads_atomic_files_literally`), RecBole's
+   `Dataset._load_feat` first checks the file with our reader (which refuses a line CSV quoting
+   would read otherwise, a value starting with '"' whose quote runs past a tab), then reads it
+   with quoting off. Any other RecBole dataset in the process reads its files as stock RecBole
+   does: same `read_csv` call, same arguments.
+4. RecBole's multi-process training (`nproc > 1`) needs nccl and GPUs, and its evaluation counts
+   some users twice: `recbole_llm2rec.distributed` fixes both; our trainers include its mixin.
+5. RecBole's GradScaler (`enable_scaler`) runs on CUDA only: `recbole_llm2rec.precision` makes
+   it follow the trainer's device; our trainers include its mixin.
+
+docs/compat.md lists every change importing the plugin makes, and why.
 """
+import contextvars
 import csv
 import enum
 import os
@@ -25,25 +37,50 @@ import recbole.data.dataset.dataset as _recbole_dataset
 import recbole.model.sequential_recommender  # noqa: F401  (runs sine.py's global switch)
 from recbole.utils import get_trainer as _recbole_get_trainer
 
-from recbole_llm2rec.atomic import atomic_write_bytes
+from recbole_llm2rec.atomic import atomic_write_bytes, check_rows
+from recbole_llm2rec.distributed import DistributedTrainerMixin, without_launch_keys
+from recbole_llm2rec.precision import PrecisionTrainerMixin
 from recbole_llm2rec.errors import InputError
 
 torch.autograd.set_detect_anomaly(False)
 
 
-class _LiteralPandas:
-    """pandas as RecBole's dataset module sees it: `read_csv` takes quotes literally."""
+_LITERAL = contextvars.ContextVar("recbole_llm2rec_literal_quotes", default=False)
+
+
+class _QuotingPandas:
+    """pandas as RecBole's dataset module sees it: every name is pandas' own; `read_csv` turns
+    quoting off only inside `_load_feat` for a dataset of the plugin's runs."""
 
     def __getattr__(self, name):
         return getattr(pandas, name)
 
     @staticmethod
     def read_csv(*args, **kwargs):
-        kwargs.setdefault("quoting", csv.QUOTE_NONE)
+        if _LITERAL.get():
+            kwargs.setdefault("quoting", csv.QUOTE_NONE)
         return pandas.read_csv(*args, **kwargs)
 
 
-_recbole_dataset.pd = _LiteralPandas()
+_stock_load_feat = _recbole_dataset.Dataset._load_feat
+
+
+def _load_feat(self, filepath, source):
+    """RecBole's `Dataset._load_feat`; for a config of the plugin's runs, the file is checked by
+    our reader first (InputError naming file, line and value) and read with quotes literal."""
+    if (not getattr(type(self.config), "reads_atomic_files_literally", False)
+            or self._get_load_and_unload_col(source)[0] == set()):  # stock reads nothing then
+        return _stock_load_feat(self, filepath, source)
+    check_rows(filepath, sep=self.config["field_separator"])
+    token = _LITERAL.set(True)
+    try:
+        return _stock_load_feat(self, filepath, source)
+    finally:
+        _LITERAL.reset(token)
+
+
+_recbole_dataset.pd = _QuotingPandas()
+_recbole_dataset.Dataset._load_feat = _load_feat
 
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -127,7 +164,7 @@ class SafeCheckpointMixin:
         return {
             "format": CHECKPOINT_FORMAT,
             "config": plain_config(self.config),
-            "external_config": plain_values(self.config.external_config_dict),
+            "external_config": without_launch_keys(plain_values(self.config.external_config_dict)),
             "epoch": epoch,
             "cur_step": self.cur_step,
             "best_valid_score": float(self.best_valid_score),
@@ -143,7 +180,8 @@ class SafeCheckpointMixin:
         if not self._is_writer():
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        torch.save(self._checkpoint_state(epoch), saved_model_file)
+        state = self._checkpoint_state(epoch)
+        atomic_write_bytes(saved_model_file, lambda fh: torch.save(state, fh))
         if verbose:
             self.logger.info(f"Saving current: {saved_model_file}")
 
@@ -173,7 +211,7 @@ class SafeCheckpointMixin:
         if state.get("kind") != "resume":
             raise InputError("not a resume state (a best-model checkpoint?); resume states "
                              "are written by save_resume_state", path=path)
-        given = plain_values(self.config.external_config_dict)
+        given = without_launch_keys(plain_values(self.config.external_config_dict))
         changed = sorted(k for k in set(given) | set(state["external_config"])
                          if given.get(k) != state["external_config"].get(k))
         if changed:
@@ -200,8 +238,11 @@ _TRAINERS = {}
 
 
 def get_trainer(model_type, model_name):
-    """RecBole's trainer class for the model, with safe checkpoints."""
+    """RecBole's trainer class for the model, with safe checkpoints, multi-process runs and
+    loss scaling on any device."""
     base = _recbole_get_trainer(model_type, model_name)
     if base not in _TRAINERS:
-        _TRAINERS[base] = type("Safe" + base.__name__, (SafeCheckpointMixin, base), {})
+        _TRAINERS[base] = type("Safe" + base.__name__,
+                               (DistributedTrainerMixin, PrecisionTrainerMixin,
+                                SafeCheckpointMixin, base), {})
     return _TRAINERS[base]

@@ -40,11 +40,10 @@ class InputError(ValueError):
 def close_progress_bars():
     """Close every tqdm bar still open in this process, so that what is printed next starts on a
     line of its own (an open bar's last write ends without a newline, terminal or not)."""
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
+    std = sys.modules.get("tqdm.std")  # no bar can be open if tqdm was never imported
+    if std is None:
         return
-    for bar in list(getattr(tqdm, "_instances", ())):
+    for bar in list(getattr(std.tqdm, "_instances", ())):
         leave, fp = bar.leave, bar.fp
         bar.close()  # a bar that is left ends its line; one that is not only clears it
         if not leave:

@@ -35,10 +35,10 @@ def export(checkpoint, out):
     settings = plain_config(config)
     sidecar = None
     if getattr(model, "uses_text_emb", False):
-        from recbole_llm2rec.feat import feat_path, read_sidecar
+        from recbole_llm2rec.feat import dataset_feat_path, read_sidecar
 
-        sidecar = read_sidecar(feat_path(config["data_path"], config["dataset"],
-                                         config["text_emb"]))
+        sidecar = read_sidecar(dataset_feat_path(config["data_path"], config["dataset"],
+                                                 config["text_emb"]))
     titles = item_titles(config, tokens, (sidecar or {}).get("title_field") or "title")
     write_bundle(out, settings, serving_weights(model.state_dict()), adapted_vectors(model),
                  tokens, titles, sidecar, source=os.path.basename(checkpoint))

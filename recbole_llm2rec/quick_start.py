@@ -1,19 +1,22 @@
 """One RecBole run (config -> dataset -> model -> trainer -> fit -> test) for plugin and built-in models."""
 import ast
+import logging
 import os
 from logging import getLogger
 
 import torch
-import yaml
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, init_logger, init_seed
 
-from recbole_llm2rec.atomic import check_dataset, leave_one_out_need
+from recbole_llm2rec.atomic import leave_one_out_need
 from recbole_llm2rec.compat import get_trainer, read_checkpoint
+from recbole_llm2rec.distributed import check_launch, init_process_group, spawn
 from recbole_llm2rec.errors import InputError
+from recbole_llm2rec.inter_checks import check_dataset
+from recbole_llm2rec.props import props_files
+from recbole_llm2rec.yaml_file import read_yaml, recbole_loader
 
-PROPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "props")
 # RecBole always reads ml-100k from its own package; we read the copy that run_recbole.py
 # converts into data_path (dataset_atomic.ml100k).
 PACKAGED_DATASETS = ("ml-100k",)
@@ -46,7 +49,11 @@ def literal_values(values):
 
 class PluginConfig(Config):
     """RecBole's Config, with command-line overrides passed in rather than read from sys.argv,
-    and string values parsed as literals (`literal_value`) instead of RecBole's `eval()`."""
+    and string values parsed as literals (`literal_value`) instead of RecBole's `eval()`.
+    RecBole reads the atomic files of its datasets with quotes literal, after our reader has
+    checked them (`compat._load_feat`)."""
+
+    reads_atomic_files_literally = True
 
     def __init__(self, model, dataset, config_file_list=None, config_dict=None, overrides=None):
         self._overrides = dict(overrides or {})
@@ -55,6 +62,14 @@ class PluginConfig(Config):
 
     def _load_cmd_line(self):
         return self._convert_config_dict(dict(self._overrides))
+
+    def _init_device(self):
+        if "local_rank" not in self.final_config_dict:  # one process
+            return super()._init_device()
+        gpu_id = self.final_config_dict["gpu_id"]
+        self.final_config_dict["gpu_id"] = (",".join(map(str, gpu_id))
+                                            if isinstance(gpu_id, tuple) else str(gpu_id))
+        init_process_group(self.final_config_dict)  # RecBole's would need nccl and GPUs
 
     def _convert_config_dict(self, config_dict):
         # RecBole's version eval()s every string of config_dict and of the command line
@@ -89,16 +104,6 @@ def resolve_model(name):
                          f"nor a RecBole model") from None
 
 
-def props_files(model_class, dataset):
-    """The plugin's yaml files for a run, in layering order (later files override earlier)."""
-    if not os.path.isdir(PROPS_DIR):
-        raise FileNotFoundError(f"props folder not found next to the package ({PROPS_DIR}); "
-                                f"install the plugin with `pip install -e .` from its checkout")
-    names = ["overall"] + [cls.__name__ for cls in reversed(model_class.__mro__)] + [dataset]
-    paths = [os.path.join(PROPS_DIR, f"{name}.yaml") for name in names]
-    return [p for p in paths if os.path.isfile(p)]
-
-
 def build_config(model, dataset, config_file_list=None, config_dict=None, overrides=None):
     """Layered config: props -> config files -> config_dict -> overrides. Returns (config, class).
 
@@ -121,22 +126,9 @@ def build_config(model, dataset, config_file_list=None, config_dict=None, overri
 
 
 def check_yaml_file(path):
-    """Raise InputError naming the file and line unless `path` is a readable yaml mapping."""
-    if not os.path.isfile(path):
-        raise InputError("config file not found", path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            values = yaml.load(fh, Loader=yaml.FullLoader)  # the loader RecBole uses next
-    except UnicodeDecodeError as err:
-        raise InputError(f"not UTF-8 ({err.reason})", path) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise InputError(f"not valid yaml: {problem}", path, line) from None
-    if values is not None and not isinstance(values, dict):
-        raise InputError(f"expected a mapping of `key: value` lines, got a "
-                         f"{type(values).__name__}", path, 1)
+    """Raise InputError naming the file and line unless `path` is a readable yaml mapping
+    (read as RecBole reads it next)."""
+    read_yaml(path, loader=recbole_loader())
 
 
 def check_data(config):
@@ -158,12 +150,15 @@ def check_data(config):
     item = item_path if os.path.isfile(item_path) else None
     need = 0 if config["benchmark_filename"] else leave_one_out_need(config["eval_args"])
     time = config["TIME_FIELD"] if (config["eval_args"] or {}).get("order") == "TO" else None
+    filtered = config["val_interval"] or {}
+    feedback = [f for f in (config["RATING_FIELD"], config["LABEL_FIELD"]) if f not in filtered]
     warnings = []
     for inter in inters:
         if not os.path.isfile(inter):
             raise InputError(f"no {os.path.basename(inter)} in the dataset folder", inter)
         warnings += check_dataset(inter, item, config["USER_ID_FIELD"], config["ITEM_ID_FIELD"],
-                                  time, need, sep=config["field_separator"] or "\t")
+                                  time, need, sep=config["field_separator"] or "\t",
+                                  dedup=config["rm_dup_inter"], feedback=feedback)
     model_checks = getattr(config.model_class, "check_inputs", None)
     if model_checks is not None:  # a model's own needs (LLMSRec: titles, timestamps, LLM, teacher)
         model_checks(config, inters, item_path)
@@ -186,7 +181,10 @@ def start_logging(config, warnings=()):
     for handler in getLogger().handlers[:]:
         getLogger().removeHandler(handler)
         handler.close()
-    init_logger(config)
+    if config["single_spec"] or config["local_rank"] == 0:
+        init_logger(config)
+    else:  # one log file per run, rank 0's: the other ranks only print their errors
+        logging.basicConfig(level=logging.ERROR, handlers=[logging.StreamHandler()])
     logger = getLogger()
     for warning in warnings:
         logger.warning(warning)
@@ -195,8 +193,15 @@ def start_logging(config, warnings=()):
 
 
 def run(model, dataset, config_file_list=None, config_dict=None, overrides=None, saved=True,
-        callback_fn=None, resume_path=None):
+        callback_fn=None, resume_path=None, nproc=1, world_size=-1, ip="localhost", port=None,
+        group_offset=0):
     """Train and test one model. `callback_fn(epoch_idx, valid_result)` runs after each validation.
+
+    With `nproc` > 1 (or a `world_size`), RecBole's multi-process training: `nproc` processes
+    here (ranks group_offset..group_offset + nproc - 1 of `world_size`, meeting at ip:port; the
+    port is picked when the group is on this machine alone), gloo on CPUs, nccl on GPUs
+    (`recbole_llm2rec.distributed`). It returns rank 0's `summary` of the run (no model or data;
+    None on the other machines); `callback_fn` is not available.
 
     With `resume_path` (and `saved`), the trainer's state is written there after every
     validation (`save_resume_state`), training resumes from that file when it exists (a run
@@ -205,11 +210,34 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
 
     Returns a dict with best_valid_score, best_valid_result, test_result, valid_scores (every
     validation's score, resumed ones included), resumed_after (the epoch training resumed
-    after, or None), the config, the trained model (best checkpoint loaded when saved) and
-    the data (dataset, train, valid, test).
+    after, or None), model_file, test_users (internal ids of the tested users; full ranking
+    only), the config, the trained model (best checkpoint loaded when saved) and the data
+    (dataset, train, valid, test).
     """
+    if nproc > 1 or world_size > 0:
+        if callback_fn is not None:
+            raise InputError("callback_fn is not available with nproc > 1 (it would run in "
+                             "other processes)", field="nproc", value=nproc)
+        config, _ = build_config(model, dataset, config_file_list, config_dict, overrides)
+        check_data(config)  # bad input in one line here, not in every process
+        return launch(dict(model=model, dataset=dataset, config_file_list=config_file_list,
+                           config_dict=config_dict, overrides=overrides, saved=saved,
+                           resume_path=resume_path),
+                      config, nproc, world_size, ip, port, group_offset)
     config, model_class = build_config(model, dataset, config_file_list, config_dict, overrides)
-    warnings = check_data(config)
+    return run_config(config, model_class, check_data(config), saved, callback_fn, resume_path)
+
+
+def launch(run_args, config, nproc, world_size=-1, ip="localhost", port=None, group_offset=0):
+    """Start a multi-process run (`run`'s keyword arguments `run_args`) whose `config` is built
+    and whose data is checked. Returns rank 0's `run_summary` (None on other machines)."""
+    check_launch(config, nproc)
+    return spawn(run_summary, run_args, nproc, world_size, ip, port, group_offset)
+
+
+def run_config(config, model_class, warnings=(), saved=True, callback_fn=None, resume_path=None):
+    """`run` with a config already built (`build_config`) and its data checked (`check_data`,
+    whose `warnings` are logged). Returns what `run` returns."""
     init_seed(config["seed"], config["reproducibility"])
     logger = start_logging(config, warnings)
 
@@ -250,9 +278,17 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
         "valid_score_bigger": config["valid_metric_bigger"],
         "config": config,
         "model_file": trainer.saved_model_file if saved else None,
+        "test_users": trainer.last_eval_users.tolist(),
         "model": net,
         "data": (data, train_data, valid_data, test_data),
     }
+
+
+def run_summary(**kwargs):
+    """`run(**kwargs)`'s result without the config, model and data: plain values, which one
+    process can send to another."""
+    result = run(**kwargs)
+    return {k: v for k, v in result.items() if k not in ("config", "model", "data")}
 
 
 # Loading a checkpoint must not unpickle anything: RecBole's dataset and dataloader caches

@@ -17,7 +17,12 @@ def test_entry_script_converts_ml100k_and_the_package_does_not(tmp_path):
         check_data(config)
     run_recbole.bootstrap("SASRec", config)  # an ID-only model: no .feat to build
     assert sorted(os.listdir(tmp_path / "ml-100k")) == ["ml-100k.inter", "ml-100k.item"]
-    assert check_data(config) == []  # every ml-100k user has 20 or more ratings
+    # every ml-100k user has 20 or more ratings, so no short users; ties in time are warned of
+    inter = tmp_path / "ml-100k" / "ml-100k.inter"
+    assert check_data(config) == [
+        f"{inter}:3: field 'timestamp' = '874965478': 943 user(s) have 50561 row(s) with the "
+        f"same timestamp as an earlier row of theirs: RecBole keeps tied rows in file order (a "
+        f"stable sort), which decides the held-out item(s) of 599 user(s)"]
 
 
 def test_bootstrap_builds_a_feat_only_for_models_that_read_one(tmp_path, monkeypatch):
@@ -34,3 +39,30 @@ def test_bootstrap_builds_a_feat_only_for_models_that_read_one(tmp_path, monkeyp
         run_recbole.bootstrap(model, config)
     root = os.path.join(str(tmp_path), "ml-100k")
     assert built == [(root, "ml-100k", "minilm")] * 2  # the two Text* models, not LLMSRec
+
+
+def test_main_builds_the_config_and_checks_the_data_once(tmp_path, monkeypatch):
+    from recbole_llm2rec import quick_start
+
+    calls = {"build_config": 0, "check_data": 0}
+
+    def counted(name):
+        real = getattr(quick_start, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    for name in calls:
+        monkeypatch.setattr(quick_start, name, counted(name))
+    trained = []
+    monkeypatch.setattr(quick_start, "run_config", lambda config, model_class, warnings: (
+        trained.append((config["model"], model_class.__name__, warnings))
+        or {"test_result": {"recall@10": 0.5}}))
+    run_recbole.main(["--model=SASRec", "--dataset=ml-100k", f"--data_path={tmp_path}"])
+    assert calls == {"build_config": 1, "check_data": 1}
+    # the config that was checked is the one run, with the check's warnings (ml-100k has ties)
+    [(model, model_class, warnings)] = trained
+    assert (model, model_class) == ("SASRec", "SASRec")
+    assert len(warnings) == 1 and "with the same timestamp" in warnings[0]

@@ -32,6 +32,9 @@ def main(argv=None):
     p.add_argument("--datasets", nargs="+", default=None,
                    help="run only these of the config's datasets now")
     p.add_argument("--report", action="store_true", help="only rewrite the tables")
+    p.add_argument("--keep_pictures", action="store_true",
+                   help="with --report: leave the pictures and their notes as they are (e.g. "
+                        "without the datasets' .feat sidecars, read by the extraction figure)")
     p.add_argument("--list", action="store_true", help="list the runs and whether each is done")
     p.add_argument("--reanalyse", action="store_true",
                    help="recompute the analyses of finished runs from their checkpoints "
@@ -76,7 +79,7 @@ def main(argv=None):
             sys.argv[1:] if argv is None else argv)
         execute.run_all(todo, parallel=args.parallel, address=args.address, on_done=done,
                         command=command)
-    print(write_tables(exp))
+    print(write_tables(exp, pictures=not args.keep_pictures))
 
 
 if __name__ == "__main__":

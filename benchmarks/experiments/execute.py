@@ -1,10 +1,11 @@
 """Training one run and writing its record; all pending runs, in turn or in parallel through Ray.
 
 A run's record (one JSON file, written atomically once the run has finished) holds: model,
-dataset, text_emb, variant, seed, overrides, test (RecBole's test metrics), best_valid,
-epochs_run, best_epoch, epoch_cap, valid_curve, resumed_after_epoch, analyses (see
-recbole_llm2rec.evaluation.evaluate_test), cold_start (the protocol, when used), checkpoint,
-wall_s (this attempt's), finished, machine, command. A killed run has no record; it runs again
+dataset, text_emb, variant, seed, overrides, test (the test metrics of all test cases, at full
+precision: the one source of a run's test metrics, see `test_metrics`), test_source,
+best_valid, epochs_run, best_epoch, epoch_cap, valid_curve, resumed_after_epoch, analyses (see
+recbole_llm2rec.evaluation.evaluate_test; its full-ranking "all" is `test`), cold_start (the
+protocol, when used), checkpoint, wall_s (this attempt's), finished, machine, command. A killed run has no record; it runs again
 and its training resumes after its last validated epoch (`RESUME_FILE` beside its checkpoints).
 """
 import json
@@ -16,6 +17,17 @@ from benchmarks.machine import machine
 from recbole_llm2rec.feat import atomic_write_text
 
 RESUME_FILE = "resume.pth"  # in the run's checkpoint folder while it trains
+# Where a record's `test` comes from; records written before it existed hold RecBole's.
+TEST_SOURCE = "recbole_llm2rec.evaluation (full ranking, ties averaged, full precision)"
+RECBOLE_SOURCE = "RecBole's evaluator (rounded to 4 decimals)"
+
+
+def test_metrics(analyses):
+    """{"test": the metrics of all test cases under full ranking, "test_source", "analyses":
+    the rest}, from `evaluate_test`'s report: a record's test metrics, computed once."""
+    full = dict(analyses["full"])
+    return {"test": full.pop("all"), "test_source": TEST_SOURCE,
+            "analyses": {**analyses, "full": full}}
 
 
 def run_settings(exp, run):
@@ -23,7 +35,7 @@ def run_settings(exp, run):
     from recbole_llm2rec.evaluation import cold_start as cs
 
     settings = exp.settings(run)
-    settings["checkpoint_dir"] = os.path.join(ROOT, "saved", "experiments", exp.name,
+    settings["checkpoint_dir"] = os.path.join(exp.saved_dir, exp.name,
                                               run.file_name[:-len(".json")])
     if not exp.cold_start:
         return settings, run.dataset, None
@@ -60,14 +72,13 @@ def train_and_evaluate(exp, run, command=""):
         "model": run.model, "dataset": run.dataset, "text_emb": run.text_emb,
         "variant": run.variant, "seed": run.seed,
         "overrides": exp.variant_settings(run) if run.variant in exp.variants else {},
-        "test": {k: float(v) for k, v in out["test_result"].items()},
+        **test_metrics(analyses),
         "best_valid": {k: float(v) for k, v in out["best_valid_result"].items()},
         "epochs_run": len(curve),
         "best_epoch": 1 + curve.index(max(curve)) if curve else None,
         "epoch_cap": int(out["config"]["epochs"]),
         "valid_curve": curve,
         "resumed_after_epoch": out["resumed_after"],
-        "analyses": analyses,
         "cold_start": None if cold is None else {
             k: cold[k] for k in ("name", "fraction", "seed", "n_items", "n_users",
                                  "kept_interactions", "cold_test_cases")},
@@ -80,8 +91,9 @@ def train_and_evaluate(exp, run, command=""):
 
 
 def reanalyse(exp, run, record):
-    """Recompute a finished run's analyses from its checkpoint (no training): the record with
-    new `analyses` and `analysed` (when), or None when the checkpoint is gone."""
+    """Recompute a finished run's test metrics and analyses from its checkpoint (no training):
+    the record with new `test`, `analyses` and `analysed` (when), or None when the checkpoint
+    is gone."""
     import torch
     from recbole.data import create_dataset, data_preparation
 
@@ -98,7 +110,7 @@ def reanalyse(exp, run, record):
     state = torch.load(path, map_location=config["device"], weights_only=True)
     model.load_state_dict(state["state_dict"])
     model.load_other_parameter(state.get("other_parameter"))
-    return {**record, "analyses": analyse(exp, run, model, data, train_data, test_data, cold),
+    return {**record, **test_metrics(analyse(exp, run, model, data, train_data, test_data, cold)),
             "analysed": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
@@ -140,7 +152,13 @@ def prepare(exp):
 
 def run_all(exp, parallel=1, address=None, on_done=None, command=""):
     """Run every pending run: in this process, or `parallel` at a time as Ray tasks of 1 CPU
-    (on a cluster at `address` when given). `on_done(run, path)` follows each saved record."""
+    (on a cluster at `address` when given). `on_done(run, path)` follows each saved record.
+
+    On Ray, the records are written here (the driver); the checkpoints and the data are read
+    and written by the nodes at the paths resolved here, which must therefore be on storage
+    every node shares. A run whose node or worker dies is retried (`RETRIES`; it resumes after
+    its last validated epoch); one that still fails is reported and the others go on, then
+    SystemExit names the failed runs. Bad input on a node (InputError) stops them all."""
     todo = pending(exp)
     if todo:
         prepare(exp)
@@ -151,27 +169,57 @@ def run_all(exp, parallel=1, address=None, on_done=None, command=""):
                 on_done(run, path)
         return len(todo)
     import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    from recbole_llm2rec.errors import InputError
 
     ray.init(address=address, num_cpus=None if address else parallel, include_dashboard=False,
              log_to_driver=False, runtime_env={"env_vars": {
                  "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
                  "OMP_NUM_THREADS": "1"}})
+    failed = []
     try:
-        task = ray.remote(num_cpus=1, max_retries=0)(_remote_run)
+        task = ray.remote(num_cpus=1, max_retries=RETRIES)(_remote_run)
         waiting = {task.remote(exp, run, command): run for run in todo}
         while waiting:
             done, _ = ray.wait(list(waiting), num_returns=1)
             run = waiting.pop(done[0])
-            path = save(exp, run, ray.get(done[0]))
+            try:
+                record = ray.get(done[0])
+            except RayTaskError as err:
+                if isinstance(err.cause, InputError):
+                    raise err.cause from None
+                failed.append(run.file_name)
+                print(f"failed {run.file_name}: {_first_line(err.cause or err)}", flush=True)
+                continue
+            except RayError as err:  # its node or worker died, more than RETRIES times
+                failed.append(run.file_name)
+                print(f"failed {run.file_name}: {_first_line(err)}", flush=True)
+                continue
+            path = save(exp, run, record)
             if on_done:
                 on_done(run, path)
     finally:
         ray.shutdown()
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(todo)} runs failed ({', '.join(failed)}); "
+                         f"run the same command again to retry them")
     return len(todo)
+
+
+RETRIES = 2  # times Ray reruns a run whose node or worker died (not one that raised)
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _remote_run(exp, run, command):
     import torch
 
+    from recbole_llm2rec.tune.nodes import check_on_node
+
+    check_on_node(exp.data_path, *([exp.cold_start["data_path"]] if exp.cold_start else []))
     torch.set_num_threads(1)
     return train_and_evaluate(exp, run, command)

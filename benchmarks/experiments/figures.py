@@ -4,13 +4,14 @@ embedder's extraction time (the paper's Figure 5). Small PNGs, meant to be commi
 import os
 
 from benchmarks.experiments.spec import NO_EMB
-from benchmarks.experiments.tables import family, mean_std, ordered_rows, row_key, row_label
-from recbole_llm2rec.feat import feat_path, read_sidecar
+from benchmarks.experiments.rows import family, mean_std, ordered_rows, row_key, row_label
+from recbole_llm2rec.feat import dataset_feat_path, read_sidecar
 
 PAIRS = (("warm", "cold"), ("popular", "unpopular"), ("frequent", "rare"))
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,7 +22,7 @@ def _pyplot():
 
 def validation_curves(exp, records, path):
     """Validation Recall@20 per epoch, one panel per dataset, one line per run (colour = row)."""
-    plt = _pyplot()
+    plt = pyplot()
     datasets = [d for d in exp.datasets if any(r["dataset"] == d for r in records)]
     rows = ordered_rows(exp, records)
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False)
@@ -52,7 +53,7 @@ def group_bars(exp, records, path):
                      for r in records)]
     if not panels:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     rows = ordered_rows(exp, records)
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
     width = 0.8 / max(len(rows), 1)
@@ -77,7 +78,7 @@ def group_bars(exp, records, path):
 def extraction_time(data_path, dataset, emb):
     """(`extraction` record of `<Dataset>.<emb>.feat`'s sidecar, None) as `pretrain.extract`
     writes it (wall seconds, items, tokens, device, threads, ...), or (None, why not)."""
-    feat = feat_path(os.path.join(data_path, dataset), dataset, emb)
+    feat = dataset_feat_path(data_path, dataset, emb)
     meta = read_sidecar(feat)
     if meta is None:
         return None, ("unreadable sidecar" if os.path.exists(feat + ".json")
@@ -112,7 +113,7 @@ def metric_vs_extraction_time(exp, records, path):
             points[(d, key)] = (1000 * took["seconds"] / took["items"], recall)
     if not points:
         return points, timed, missing
-    plt = _pyplot()
+    plt = pyplot()
     datasets = [d for d in exp.datasets if any(p[0] == d for p in points)]
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
     series = list(dict.fromkeys((k[0], k[2]) for _, k in points))  # (model, variant)

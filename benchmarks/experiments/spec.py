@@ -8,14 +8,15 @@ optionally, the cold-start protocol. Every key is documented in docs/experiments
 import dataclasses
 import os
 
-from pretrain.stage_config import read_yaml
 from recbole_llm2rec.errors import InputError
+from recbole_llm2rec import props
+from recbole_llm2rec.yaml_file import read_yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 DEFAULT_RECBOLE = {"epochs": 300, "show_progress": False}  # early stopping ends the runs
 KEYS = {"name", "title", "notes", "data_path", "datasets", "models", "embedders", "seeds",
-        "recbole", "variants", "baselines", "analyses", "cold_start", "results_dir"}
+        "recbole", "variants", "baselines", "analyses", "cold_start", "results_dir", "saved_dir"}
 NO_EMB = "-"       # text_emb of a model without a text table (SASRec, GRU4Rec)
 NO_VARIANT = "-"   # the run without extra settings
 
@@ -60,6 +61,7 @@ class Experiment:
     analyses: list
     cold_start: dict      # {} or {"fraction", "seed", "data_path"}
     results_dir: str
+    saved_dir: str = os.path.join(ROOT, "saved", "experiments")  # checkpoints: <name>/<run>/
     only_variants: list = None  # run only these variant names now (NO_VARIANT for none)
 
     @property
@@ -149,7 +151,7 @@ def load_experiment(path, results_dir=RESULTS):
     else:
         raise InputError("missing or not a list", path=path, field="datasets", value=datasets)
     models = _list(raw, "models", path)
-    embedders = _list(raw, "embedders", path, default=["minilm"])
+    embedders = _list(raw, "embedders", path, default=[props.default("text_emb")])
     variants = {}
     for name, spec in (raw.get("variants") or {}).items():
         if not isinstance(spec, dict) or not isinstance(spec.get("set", {}), dict):
@@ -187,4 +189,6 @@ def load_experiment(path, results_dir=RESULTS):
         recbole={**DEFAULT_RECBOLE, **(raw.get("recbole") or {})}, variants=variants,
         baselines=baselines, analyses=analyses, cold_start=cold,
         results_dir=os.path.join(ROOT, raw["results_dir"]) if raw.get("results_dir")
-        else results_dir)
+        else results_dir,
+        saved_dir=os.path.join(ROOT, raw["saved_dir"]) if raw.get("saved_dir")
+        else os.path.join(ROOT, "saved", "experiments"))

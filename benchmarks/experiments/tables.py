@@ -11,9 +11,11 @@ import glob
 import io
 import json
 import os
-import statistics
 
-from benchmarks.experiments.spec import NO_EMB, NO_VARIANT, ROOT, uses_text
+from benchmarks.experiments.execute import RECBOLE_SOURCE, test_metrics
+from benchmarks.experiments.figures import write_figures
+from benchmarks.experiments.rows import family, mean_std, ordered_rows, row_key, row_label
+from benchmarks.experiments.spec import NO_VARIANT, ROOT
 from recbole_llm2rec.feat import atomic_write_text
 
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
@@ -24,49 +26,26 @@ MODES = ("full", "shuffled", "uni100")
 def load_records(exp):
     """Every run file of the experiment (also runs added by hand), with defaults filled in for
     files written before a field existed."""
+    return read_records(exp.runs_dir, int(exp.recbole["epochs"]))
+
+
+def read_records(runs_dir, epoch_cap=None):
+    """Every run file in `runs_dir` (see `load_records`); `epoch_cap` for files without one."""
     records = []
-    for path in sorted(glob.glob(os.path.join(exp.runs_dir, "*.json"))):
+    for path in sorted(glob.glob(os.path.join(runs_dir, "*.json"))):
         with open(path, encoding="utf-8") as fh:
             r = json.load(fh)
         r.setdefault("variant", NO_VARIANT)
         r.setdefault("overrides", {})
         r.setdefault("analyses", {})
-        r.setdefault("epoch_cap", int(exp.recbole["epochs"]))
+        if "all" in r["analyses"].get("full", {}):  # written when `test` held RecBole's
+            r.update(test_metrics(r["analyses"]))
+        r.setdefault("test_source", RECBOLE_SOURCE)
+        r.setdefault("epoch_cap", epoch_cap)
         if r.get("best_epoch") is None and r.get("valid_curve"):
             r["best_epoch"] = 1 + r["valid_curve"].index(max(r["valid_curve"]))
         records.append(r)
     return records
-
-
-def row_key(r):
-    return (r["model"], r["text_emb"], r["variant"])
-
-
-def row_label(key):
-    model, emb, variant = key
-    return model + ("" if emb == NO_EMB else f" · {emb}") + \
-        ("" if variant == NO_VARIANT else f" [{variant}]")
-
-
-def family(model):
-    """The sequential model a row belongs to (TextSASRec -> SASRec)."""
-    return model[len("Text"):] if uses_text(model) else model
-
-
-def ordered_rows(exp, records):
-    """Row keys: the config's order (families, ID row first, embedders, variants), then others."""
-    keys = list(dict.fromkeys((run.model, run.text_emb, run.variant) for run in exp.runs()))
-    fam = list(dict.fromkeys(family(m) for m in exp.models))
-    keys.sort(key=lambda k: fam.index(family(k[0])) if family(k[0]) in fam else len(fam))
-    present = {row_key(r) for r in records}
-    return [k for k in keys if k in present] + sorted(present - set(keys))
-
-
-def mean_std(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def get(record, *path):
@@ -143,10 +122,15 @@ def _random(mode):
 def sections(exp, records):
     """(title, explanation, columns, options) of every table the records allow."""
     has = lambda *path: any(get(r, "analyses", *path) for r in records)  # noqa: E731
-    out = [("Test metrics (full ranking)", "RecBole's test metrics of the best validation "
-            "checkpoint; (±x%): relative improvement over the best baseline row of the same "
-            "sequential model.", metric_columns("test"), {"improvements": True, "epochs": True,
-                                                          "random": _random("full")})]
+    old = sum(r["test_source"] == RECBOLE_SOURCE for r in records)
+    out = [("Test metrics (full ranking)", "Test metrics of the best validation checkpoint, "
+            "from each run file's `test` (`recbole_llm2rec.evaluation`: full ranking, items of "
+            "equal score averaged over their tied ranks, full precision; rounded here)"
+            + (f"; {old} of the {len(records)} runs were recorded before it and hold RecBole's "
+               f"(ties broken arbitrarily, rounded to 4 decimals)" if old else "")
+            + "; (±x%): relative improvement over the best baseline row of the same sequential "
+            "model.", metric_columns("test"), {"improvements": True, "epochs": True,
+                                                "random": _random("full")})]
     if has("full", "cold"):
         cols = [(f"{g} {SHORT[m]}", lambda r, g=g, m=m: get(r, "analyses", "full", g, m))
                 for g in ("warm", "cold") for m in METRICS]
@@ -163,11 +147,11 @@ def sections(exp, records):
             out.append((title, "Full-ranking test metrics of the cases whose target is in each "
                         "group of items by training count.", cols, {"random": _random("full")}))
     if has("shuffled", "all"):
-        cols = [(f"{mode} {SHORT[m]}", lambda r, mode=mode, m=m: get(r, "analyses", mode, "all", m))
+        cols = [(f"{mode} {SHORT[m]}", lambda r, mode=mode, m=m: all_cases(r, mode, m))
                 for mode in ("full", "shuffled") for m in ("recall@10", "ndcg@10")]
         cols.append(("change R@10 (%)",
-                     lambda r: _change(get(r, "analyses", "full", "all", "recall@10"),
-                                       get(r, "analyses", "shuffled", "all", "recall@10"))))
+                     lambda r: _change(all_cases(r, "full", "recall@10"),
+                                       all_cases(r, "shuffled", "recall@10"))))
         out.append(("Shuffled histories", "Test metrics with every test history randomly "
                     "permuted (items only, seeded per user) next to the original order; change: "
                     "100 x (shuffled - original) / original per run.", cols, {}))
@@ -178,6 +162,12 @@ def sections(exp, records):
                     "interacted with (compare with papers using 100 negatives).", cols,
                     {"random": _random("uni100")}))
     return out
+
+
+def all_cases(record, mode, metric):
+    """`metric` of all test cases in `mode` ("full": the record's `test`)."""
+    return get(record, "test", metric) if mode == "full" else get(record, "analyses", mode,
+                                                                    "all", metric)
 
 
 def _change(before, after):
@@ -224,8 +214,22 @@ def write_csv(exp, records, path):
     atomic_write_text(path, lambda fh: fh.write(buf.getvalue()))
 
 
-def write_tables(exp):
-    """Write `<results>/<name>.md` and `.csv`. Returns the Markdown path."""
+def kept_pictures(md):
+    """The lines of the pictures section of the Markdown file `md` as it is (none if absent)."""
+    if not os.path.exists(md):
+        return []
+    with open(md, encoding="utf-8") as fh:
+        text = fh.read()
+    if "\n## Pictures\n\n" not in text:
+        return []
+    section = text.split("\n## Pictures\n\n", 1)[1].split("\n## ", 1)[0]
+    return section.rstrip("\n").split("\n")
+
+
+def write_tables(exp, pictures=True):
+    """Write `<results>/<name>.md` and `.csv` (and the pictures; with `pictures=False` the
+    Markdown keeps the pictures section it had, e.g. where the datasets' `.feat` sidecars,
+    which the extraction figure reads, are absent). Returns the Markdown path."""
     records = load_records(exp)
     md, csv_path = (os.path.join(exp.results_dir, f"{exp.name}.{ext}") for ext in ("md", "csv"))
     rel = os.path.relpath(exp.path, ROOT)
@@ -245,9 +249,7 @@ def write_tables(exp):
             if chosen:
                 lines += ([f"**{block}**", ""] if len(exp.blocks) > 1 else [])
                 lines += table(exp, chosen, datasets, columns, **options) + [""]
-    from benchmarks.experiments.figures import write_figures
-
-    pictures = write_figures(exp, records)
+    pictures = write_figures(exp, records) if pictures else kept_pictures(md)
     if pictures:
         lines += ["## Pictures", ""] + pictures + [""]
     lines += ["## Runs", ""]

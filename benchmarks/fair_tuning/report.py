@@ -7,7 +7,10 @@ import os
 
 import pandas as pd
 
+from benchmarks.experiments.rows import row_key, row_label
+from benchmarks.experiments.tables import read_records
 from recbole_llm2rec.feat import atomic_write_text
+from recbole_llm2rec.props import default
 from recbole_llm2rec.tune.report import best_config, markdown_table
 from recbole_llm2rec.tune.space import load_space
 
@@ -53,6 +56,39 @@ def _sessions(record):
                      for s in record["sessions"])
 
 
+def best_epochs(runs_dir):
+    """{row label: {dataset: [best epochs, by seed]}} of the run files in `runs_dir`."""
+    found = {}
+    for r in sorted(read_records(runs_dir), key=lambda r: r["seed"]):
+        if r.get("best_epoch"):
+            label = row_label(row_key(r))
+            found.setdefault(label, {}).setdefault(r["dataset"], []).append(r["best_epoch"])
+    return found
+
+
+def grace_paragraph(spec):
+    """Markdown lines on the grace period, with the best epochs of the default runs in
+    `spec.grace_evidence` as their run files record them (none without evidence)."""
+    if not spec.grace_evidence:
+        return []
+    found = best_epochs(os.path.join(spec.results_dir, spec.grace_evidence))
+    if not found:
+        return []
+    latest = max(e for by_dataset in found.values() for es in by_dataset.values() for e in es)
+    listed = "; ".join(f"{label} " + ", ".join(
+        f"{'/'.join(map(str, es))} on {d}" for d, es in by_dataset.items())
+        for label, by_dataset in found.items())
+    above = ("above the latest of those best epochs" if spec.grace_period > latest else
+             f"NOT above the latest of those best epochs ({latest})")
+    return [f"**Grace period.** With default settings the best epochs (seeds separated by /) of "
+            f"the runs in `{spec.grace_evidence}/` are: {listed}; a smaller learning rate delays "
+            f"them further. A grace period of {spec.grace_period} epochs, {above}, lets every "
+            f"trial run at least that long before ASHA may cut it, so a slow-starting text trial "
+            f"is compared with its peers only after a default text run would have peaked; ASHA "
+            f"only cuts trials still running past it and below their peers at that epoch (early "
+            f"stopping usually ends SASRec trials first).", ""]
+
+
 def report_text(spec):
     """The Markdown of the whole comparison: summary per dataset, each variant's trials, how."""
     space = load_space(spec.space)
@@ -73,20 +109,12 @@ def report_text(spec):
         f"period {spec.grace_period} epochs (one evaluation per epoch) and reduction factor "
         f"{spec.reduction_factor}; {spec.cpus:g} CPU (torch thread) per trial. Fixed over "
         f"`props/` for every trial: {fixed}, `data_path={spec.data_path}`; early stopping after "
-        f"10 epochs without improvement of validation Recall@20, the best epoch's model tested; "
+        f"{default('stopping_step')} epochs without improvement of validation Recall@20, the best epoch's model tested; "
         f"RecBole's seed is the props default (2020) in every trial. Each variant's winner is the "
         f"completed trial with the best **validation** Recall@20; test metrics are shown, never "
         f"used to choose. Its config is written to `props/tuned/` (header: how it was chosen).",
         "",
-        f"**Grace period.** With default settings the text models' best epochs on the 2k "
-        f"samples are 14–34 (`text` 23 on Games2k and 34 on Beauty2k, `text+id` 14–17) against "
-        f"about 11 for SASRec (`item_repr.md`), and a smaller learning rate delays them further. "
-        f"A grace period of {spec.grace_period} epochs, above the latest of those best epochs, "
-        f"lets every trial run at least that long before ASHA may cut it, so a slow-starting "
-        f"text trial is compared with its peers only after a default text run would have "
-        f"peaked; ASHA only cuts trials still running past it and below their peers at that "
-        f"epoch (early stopping usually ends SASRec trials first).",
-        "",
+        *grace_paragraph(spec),
         "Columns: `trials` completed / stopped by ASHA / failed; `epochs (best)` epochs trained "
         "and the best validation epoch of the winner; `search min`: wall minutes of the search "
         "(all its sessions), which on this shared machine measure the load more than the model.",

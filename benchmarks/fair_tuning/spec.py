@@ -6,13 +6,14 @@ settings; a variant adds only its model and its own fixed settings (e.g. `item_r
 import dataclasses
 import os
 
-from pretrain.stage_config import read_yaml
 from recbole_llm2rec.errors import InputError
+from recbole_llm2rec.yaml_file import read_yaml
 
 KEYS = {"name", "data_path", "datasets", "space", "num_samples", "search_seed", "grace_period",
         "reduction_factor", "cpus", "recbole", "variants"}
 OPTIONAL = {"results_dir": os.path.join("benchmarks", "results"),
-            "tuned_dir": os.path.join("props", "tuned")}
+            "tuned_dir": os.path.join("props", "tuned"),
+            "grace_evidence": None}
 
 
 @dataclasses.dataclass
@@ -32,6 +33,7 @@ class FairTuning:
     variants: dict  # name -> {"model": str, "set": {key: value}}
     results_dir: str  # the records and the table go to <results_dir>/<name>{/,.md}
     tuned_dir: str    # the winners' yaml files
+    grace_evidence: str  # <results_dir>/<it>/: run files of default runs (best epochs)
 
     # paths are relative to the working folder (the repository root in the documented commands)
 

@@ -5,8 +5,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recbole_llm2rec.feat import FeatError, feat_path, load_aligned
+from recbole_llm2rec.feat import dataset_feat_path, load_aligned
 from recbole_llm2rec.model import rat
+from recbole_llm2rec.props import setting
 
 
 class LinearAdapter(nn.Module):
@@ -45,9 +46,9 @@ class MoEAdapter(nn.Module):
 
     def __init__(self, in_dim, out_dim, config):
         super().__init__()
-        self.n_experts = config["adapter_n_experts"] or 8
+        self.n_experts = setting(config, "adapter_n_experts")
         self.out_dim = out_dim
-        self.dropout = nn.Dropout(config["adapter_dropout"] or 0.0)
+        self.dropout = nn.Dropout(setting(config, "adapter_dropout"))
         self.centers = nn.Parameter(torch.zeros(self.n_experts, in_dim))  # [K, in]
         self.proj = nn.Parameter(torch.empty(in_dim, self.n_experts * out_dim))  # [in, K*out]
         for k in range(self.n_experts):  # each expert starts like the linear adapter
@@ -98,7 +99,7 @@ class TextItemTable(nn.Module):
 
     def __init__(self, text_emb, out_dim, config, dataset=None):
         super().__init__()
-        adapter_type = config["adapter_type"] or "linear"
+        adapter_type = setting(config, "adapter_type")
         if adapter_type not in ADAPTERS:
             raise ValueError(f"adapter_type {adapter_type!r} is not one of {sorted(ADAPTERS)}")
         # a buffer, not a parameter: saved with the model, never trained
@@ -187,11 +188,10 @@ class TextIDItemTable(TextItemTable):
         seen[0] = False  # padding
         self.register_buffer("id_mask", seen.float().unsqueeze(1))  # [n_items, 1]
         self.id_embedding = nn.Embedding(n_items, out_dim)
-        std = config["id_init_std"]
-        nn.init.normal_(self.id_embedding.weight, std=0.02 if std is None else std)
+        nn.init.normal_(self.id_embedding.weight, std=setting(config, "id_init_std"))
         with torch.no_grad():
             self.id_embedding.weight.mul_(self.id_mask)
-        self.id_dropout = config["id_dropout"] or 0.0
+        self.id_dropout = setting(config, "id_dropout")
         self.id_weight_decay = config["id_weight_decay"]
 
     def id_rows(self):
@@ -234,15 +234,11 @@ def trained_items(config, dataset):
 def load_text_embeddings(config, dataset):
     """The `.feat` table chosen by `text_emb`, aligned to the dataset's item ids; with
     `adapter_type: rat`, reduced by its cached PCA. Returns [n_items, D]."""
-    name = config["text_emb"]
-    if not name:
-        raise FeatError("text_emb is not set: name the embedding file <dataset>.<text_emb>.feat "
-                        "to use, e.g. --text_emb=minilm")
-    path = feat_path(config["data_path"], config["dataset"], name)
+    path = dataset_feat_path(config["data_path"], config["dataset"], setting(config, "text_emb"))
     id_tokens = dataset.field2id_token[dataset.iid_field]
     table = load_aligned(path, list(id_tokens), expected_dim=config["text_emb_dim"],
-                         on_missing=config["missing_item_emb"] or "error")
-    if (config["adapter_type"] or "linear") == "rat":
+                         on_missing=setting(config, "missing_item_emb"))
+    if setting(config, "adapter_type") == "rat":
         rat.check_settings(config)
         table = rat.reduce_table(table, path, config)
     return table
@@ -273,7 +269,7 @@ def use_text_item_table(model, config, dataset, text_emb=None):
     """Replace `model.item_embedding` by the table `item_repr` names (frozen text through an
     adapter, with or without ID rows), of the same width. `text_emb` [n_items, D] is the frozen
     table when it is given (an exported bundle's weights), else it is read from the `.feat`."""
-    item_repr = config["item_repr"] or "text"
+    item_repr = setting(config, "item_repr")
     if item_repr not in ITEM_TABLES:
         raise ValueError(f"item_repr {item_repr!r} is not one of {sorted(ITEM_TABLES)}")
     out_dim = model.item_embedding.embedding_dim

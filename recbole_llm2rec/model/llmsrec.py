@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from recbole_llm2rec.atomic import atomic_rows
 from recbole_llm2rec.errors import InputError
+from recbole_llm2rec.model_folder import check_model_folder
 
 HISTORY_EMB, USER_OUT, ITEM_OUT = "[HistoryEmb]", "[UserOut]", "[ItemOut]"
 MARKERS = (HISTORY_EMB, USER_OUT, ITEM_OUT)
@@ -202,16 +203,7 @@ def check_llm_folder(path):
     if not path:
         raise InputError("LLMSRec needs a local LLM: pass --llm_path=<HF model folder>",
                          field="llm_path")
-    if not os.path.isdir(path):
-        raise InputError("LLM folder not found", path=path)
-    files = os.listdir(path)
-    if "config.json" not in files or not any(
-            f.endswith(".safetensors") or (f.startswith("pytorch_model") and f.endswith(".bin"))
-            for f in files):
-        raise InputError("no model weights (config.json with *.safetensors or pytorch_model*.bin)",
-                         path=path)
-    if not {"tokenizer.json", "tokenizer.model", "vocab.json"} & set(files):
-        raise InputError("no tokenizer (tokenizer.json, tokenizer.model or vocab.json)", path=path)
+    check_model_folder(path, weights=True, not_found="LLM folder not found")
 
 
 def load_llm(path, device):

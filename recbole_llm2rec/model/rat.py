@@ -1,7 +1,7 @@
 """LLMEmb's recommendation adaptation training (RAT), `adapter_type: rat` of the Text* models.
 
 The frozen `.feat` table is reduced by PCA to an intermediate width (`rat_pca_size`, default
-1536, at most the embedding width), fitted once on the file's rows and cached beside it; a
+in props/overall.yaml, at most the embedding width), fitted once on the file's rows and cached beside it; a
 two-layer adapter W1(W2 e + b2) + b1 without activation maps it to the model's width; and the
 recommender's loss gets `rat_alpha` x a symmetric in-batch contrastive alignment between the
 adapted rows of the batch's target items and the same items' rows in the item table of a
@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from recbole_llm2rec.atomic import file_sha256
 from recbole_llm2rec.errors import InputError
 from recbole_llm2rec.feat import read_feat
+from recbole_llm2rec.props import setting
 
 PCA_SUFFIX = ".pca.npz"  # <Dataset>.<name>.feat.pca.npz beside the .feat
 
@@ -80,7 +81,8 @@ def reduce_table(text_emb, feat, config):
     """The aligned table `text_emb` [n_items, D] (row 0 padding) projected on the top
     `rat_pca_size` principal axes (at most D) of `feat`'s rows; the padding row stays zero.
     Returns float32 [n_items, k]."""
-    mean, components = cached_pca(feat, min(config["rat_pca_size"] or 1536, text_emb.shape[1]))
+    mean, components = cached_pca(feat, min(setting(config, "rat_pca_size"),
+                                                 text_emb.shape[1]))
     out = ((np.asarray(text_emb, np.float64) - mean) @ components.T).astype(np.float32)
     out[0] = 0.0
     return out
@@ -146,5 +148,5 @@ def check_settings(config):
         raise InputError("must be a number >= 0", field="rat_alpha", value=alpha)
     if temperature is None or temperature <= 0:
         raise InputError("must be a positive number", field="rat_temperature", value=temperature)
-    if size is not None and size < 1:
+    if size is None or size < 1:
         raise InputError("must be a positive integer", field="rat_pca_size", value=size)

@@ -3,7 +3,8 @@
 One job per module: `space` (search-space yaml -> Ray Tune domains), `folder` (the search
 folder's settings), `integrity` (sha256 manifest of what --resume unpickles), `preflight`
 (checks and the dataset cache, before Ray starts), `resources` (CPUs/GPUs per trial), `trial`
-(one RecBole run in a Ray worker), `progress` (the trials bar), `driver` (the Ray Tune run),
+(one RecBole run in a Ray worker), `nodes` (the folders every node must see), `progress` (the
+trials bar), `driver` (the Ray Tune run),
 `report` (results table, best config), `cli` (options and `main`).
 """
 from recbole_llm2rec.tune.cli import main, parse_overrides

@@ -4,19 +4,14 @@ import os
 import shutil
 import tempfile
 
-import yaml
-
 from recbole_llm2rec.errors import InputError
-from recbole_llm2rec.feat import feat_path
+from recbole_llm2rec.feat import dataset_feat_path, missing_feat
 from recbole_llm2rec.tune import integrity
 from recbole_llm2rec.tune.errors import TuneError
 from recbole_llm2rec.tune.report import plain
-from recbole_llm2rec.tune.space import space_max, yaml_loader
+from recbole_llm2rec.tune.space import space_max
 from recbole_llm2rec.tune.trial import TRIAL_KEYS
-
-# The plugin's default embedder: `python run_recbole.py` builds its `.feat` when missing.
-DEFAULT_EMBEDDER = "minilm"
-
+from recbole_llm2rec.yaml_file import read_yaml, recbole_loader
 
 def _config(search, overrides):
     from recbole_llm2rec.quick_start import build_config
@@ -51,21 +46,9 @@ def check_feats(space, config):
     """TuneError naming the first missing `<Dataset>.<text_emb>.feat` and the command that
     builds it."""
     names = space["text_emb"][1] if "text_emb" in space else [config["text_emb"]]
-    folder, dataset = config["data_path"], config["dataset"]
-    root = os.path.dirname(os.path.normpath(folder)) or "."
     for name in names:
-        path = feat_path(folder, dataset, name)
-        if os.path.isfile(path):
-            continue
-        if name == DEFAULT_EMBEDDER:
-            build = (f"python -m pretrain.extract --model minilm --dataset {dataset} "
-                     f"--name minilm --data_path {root}/ (or any run_recbole.py run of a "
-                     f"Text* model on {dataset}, which builds it)")
-        else:
-            build = (f"python -m pretrain.extract --model <checkpoint> --dataset {dataset} "
-                     f"--name {name} --data_path {root}/")
-        raise TuneError(f"embedding file not found; build it with: {build}", path=path,
-                        field="text_emb", value=name)
+        if not os.path.isfile(dataset_feat_path(config["data_path"], config["dataset"], name)):
+            raise missing_feat(config["data_path"], config["dataset"], name, TuneError)
 
 
 def build_dataset_cache(config, output):
@@ -97,8 +80,7 @@ def fixed_config(config_files, overrides):
 
     fixed = {}
     for path in config_files:
-        with open(path, encoding="utf-8") as fh:
-            fixed.update(yaml.load(fh, Loader=yaml_loader()) or {})
+        fixed.update(read_yaml(path, TuneError, recbole_loader()))
     fixed.update(literal_values(overrides))
     return plain(fixed)
 

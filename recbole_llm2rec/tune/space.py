@@ -1,18 +1,10 @@
 """Search spaces: read and check a space yaml, turn it into Ray Tune domains."""
-import os
-
-import yaml
-
 from recbole_llm2rec.tune.errors import TuneError
+from recbole_llm2rec.yaml_file import read_yaml, recbole_loader
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
-
-
-def yaml_loader():
-    """RecBole's yaml loader (reads `1e-4` as a float, as props files do)."""
-    from recbole.config import Config
-
-    return Config._build_yaml_loader(None)
+SPACE_EXAMPLE = ("config keys to distributions, e.g. "
+                 "'learning_rate: {loguniform: [1.0e-4, 1.0e-2]}'")
 
 
 def _number(where, value, integer=False):
@@ -41,32 +33,12 @@ def _check_distribution(where, dist, args):
     return [low, high]
 
 
-def _key_lines(text, loader):
-    """{top-level key: its 1-based line} of a yaml mapping text."""
-    node = yaml.compose(text, Loader=loader)
-    if not isinstance(node, yaml.MappingNode):
-        return {}
-    return {key.value: key.start_mark.line + 1 for key, _ in node.value}
-
-
 def load_space(path):
     """Read a search-space yaml. Returns {config key: (distribution, args)}."""
-    if not os.path.isfile(path):
-        raise TuneError("search-space file not found", path=path)
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    loader = yaml_loader()
-    try:
-        data = yaml.load(text, Loader=loader)
-        lines = _key_lines(text, loader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        reason = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise TuneError(f"not valid yaml ({reason})", path=path,
-                        line=mark.line + 1 if mark else None) from None
-    if not isinstance(data, dict) or not data:
-        raise TuneError("expected a mapping of config keys to distributions, "
-                        "e.g. 'learning_rate: {loguniform: [1.0e-4, 1.0e-2]}'", path=path)
+    data, lines = read_yaml(path, TuneError, recbole_loader(), lines=True, kind="search-space file",
+                            what=SPACE_EXAMPLE)
+    if not data:
+        raise TuneError(f"expected a mapping of {SPACE_EXAMPLE}", path=path)
     space = {}
     for key, value in data.items():
         where = {"path": path, "line": lines.get(str(key)), "field": str(key), "value": value}

@@ -12,7 +12,9 @@ def run_trial(params, job):
     from ray.air import session
 
     from recbole_llm2rec.quick_start import run
+    from recbole_llm2rec.tune.nodes import check_on_node
 
+    check_on_node(job["config_dict"]["data_path"])  # the dataset cache may be missing: rebuilt
     torch.set_num_threads(job["cpus"])
     config_dict = dict(job["config_dict"])
     config_dict.update(params)

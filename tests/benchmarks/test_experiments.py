@@ -55,9 +55,18 @@ def test_runs_write_records_and_tables_and_resume(config, tmp_path, monkeypatch)
     assert catalogue.splitlines()[0] == source.splitlines()[0] == "item_id:token\ttitle:token_seq"
     assert sorted(catalogue.splitlines()[1:]) == sorted(source.splitlines()[1:])
     full = record["analyses"]["full"]
-    assert full["warm"]["n"] + full["cold"]["n"] == full["all"]["n"]
+    # one source of a run's test metrics: the plugin's full ranking, full precision, in `test`
+    assert "all" not in full and record["test_source"] == execute.TEST_SOURCE
+    assert full["warm"]["n"] + full["cold"]["n"] == record["test"]["n"] > 0
     assert {"shuffled", "uni100", "random"} <= set(record["analyses"])
     md = (tmp_path / "results" / "tiny.md").read_text()
+    # ... rounded only where a table is written, and the same in every table that shows it
+    shown = f"{record['test']['ndcg@10']:.4f} ± 0.0000"
+    for title in ("Test metrics", "Shuffled histories"):
+        table = md.split(f"## {title}")[1].split("\n## ")[0]
+        row = next(line for line in table.splitlines() if line.startswith(
+            "| TextSASRec · rand [mlp] |"))
+        assert shown in row, (title, row)
     assert "Cold-start items" in md and "TextSASRec · rand [mlp]" in md
     assert "(cap 2: 1/1)" in md and "Random ranking (expected)" in md
     assert "![tiny.curves.png](tiny.curves.png)" in md and "![tiny.groups.png]" in md
@@ -98,7 +107,7 @@ def test_parallel_runs_through_ray(config, tmp_path):
     assert files == ["SASRec.Games.-.seed0.json", "TextSASRec.Games.rand.mlp.seed0.json",
                      "TextSASRec.Games.rand.seed0.json"]
     record = json.loads((tmp_path / "results" / "tiny" / files[0]).read_text())
-    assert record["analyses"]["full"]["all"]["n"] > 0
+    assert record["test"]["n"] > 0
 
 
 def test_unknown_model_or_dataset_is_named_before_any_run(config, tmp_path):
@@ -209,3 +218,22 @@ def test_metric_vs_extraction_time_figure_lists_embedders_without_a_time(tmp_pat
     # without any recorded time there is no figure, and the note says who has none
     assert figures.metric_vs_extraction_time(exp, records[2:], str(tmp_path / "y.png"))[0] == {}
     assert not (tmp_path / "y.png").exists()
+
+
+def test_records_written_before_hold_the_full_precision_metrics_once_loaded(tmp_path):
+    from types import SimpleNamespace
+
+    from benchmarks.experiments.tables import load_records
+
+    old = {"model": "SASRec", "dataset": "Games", "text_emb": "-", "seed": 0, "epochs_run": 3,
+           "test": {"recall@10": 0.0521, "ndcg@10": 0.0252},  # RecBole's, rounded
+           "analyses": {"full": {"all": {"recall@10": 0.05205, "ndcg@10": 0.025249, "n": 2000},
+                                 "rare": {"recall@10": 0.01, "n": 5}}}}
+    older = {**old, "seed": 1, "analyses": {}}  # no analyses at all: RecBole's stays
+    for name, record in (("a.json", old), ("b.json", older)):
+        (tmp_path / name).write_text(json.dumps(record))
+    first, second = load_records(SimpleNamespace(runs_dir=str(tmp_path), recbole={"epochs": 9}))
+    assert first["test"] == {"recall@10": 0.05205, "ndcg@10": 0.025249, "n": 2000}
+    assert first["analyses"]["full"] == {"rare": {"recall@10": 0.01, "n": 5}}
+    assert first["test_source"] == execute.TEST_SOURCE
+    assert second["test"] == older["test"] and second["test_source"] == execute.RECBOLE_SOURCE

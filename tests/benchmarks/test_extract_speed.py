@@ -1,18 +1,12 @@
-import os
-
 import numpy as np
 import pytest
 
 from tiny_llm import CORPUS, save_tiny_model
 
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "benchmarks")
-
 
 @pytest.fixture
-def versus(monkeypatch):
-    monkeypatch.syspath_prepend(BENCHMARKS)  # the script imports its sibling `machine`
-    import extract_speed
+def versus():
+    from benchmarks import extract_speed
 
     return extract_speed
 

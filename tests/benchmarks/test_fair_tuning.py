@@ -116,3 +116,28 @@ variants:
     assert os.path.isfile(spec.tuned("Games", "SASRec"))
     record = json.load(open(spec.record("Games", "SASRec", "json")))
     assert len(record["sessions"]) == 1
+
+
+def test_the_grace_period_paragraph_comes_from_the_run_files(tmp_path):
+    from types import SimpleNamespace
+
+    from benchmarks.fair_tuning.report import grace_paragraph
+
+    runs = tmp_path / "defaults"
+    runs.mkdir()
+    for seed, best in ((0, 12), (1, 45)):
+        (runs / f"r{seed}.json").write_text(json.dumps(
+            {"model": "TextSASRec", "dataset": "Games", "text_emb": "minilm", "variant": "text",
+             "seed": seed, "best_epoch": best, "test": {}}))
+    spec = SimpleNamespace(results_dir=str(tmp_path), grace_evidence="defaults", grace_period=40)
+    text = grace_paragraph(spec)[0]
+    assert "TextSASRec · minilm [text] 12/45 on Games" in text
+    assert "40 epochs, NOT above the latest of those best epochs (45)" in text
+    spec.grace_period = 50
+    assert "50 epochs, above the latest" in grace_paragraph(spec)[0]
+    assert grace_paragraph(SimpleNamespace(grace_evidence=None)) == []
+    # the committed report says what the committed run files say
+    report = open(os.path.join(REPO, "benchmarks", "results", "fair_tuning_2k.md")).read()
+    spec = load_fair_tuning(CONFIG)
+    spec.results_dir = os.path.join(REPO, spec.results_dir)
+    assert grace_paragraph(spec)[0] in report

@@ -76,7 +76,8 @@ def test_labels_mask_exactly_the_input(tiny_tokenizer):
 def test_loss_goes_down_and_a_resumed_run_equals_an_uninterrupted_one(
         tiny_qwen2_dir, games, tmp_path, capsys, monkeypatch):
     from safetensors.torch import load_file
-    from transformers import Trainer
+
+    from pretrain import steps
 
     run = tmp_path / "run"
     args = run_args(tiny_qwen2_dir, run, games, "--max_steps", "8", "--save_steps", "2")
@@ -92,9 +93,9 @@ def test_loss_goes_down_and_a_resumed_run_equals_an_uninterrupted_one(
     state = run / "csft" / "checkpoint-8" / "trainer_state.json"
     state.write_text(state.read_text()[:100])
     micro_steps = []
-    real_step = Trainer.training_step
-    monkeypatch.setattr(Trainer, "training_step",
-                        lambda self, *a, **k: micro_steps.append(1) or real_step(self, *a, **k))
+    real_step = steps.token_step
+    monkeypatch.setattr(steps, "token_step", lambda trainer, model, batches: micro_steps.extend(
+        batches) or real_step(trainer, model, batches))
     capsys.readouterr()
     csft.main(args)
     out = capsys.readouterr().out
@@ -181,7 +182,7 @@ def fake_checkpoint(folder, step):
 @pytest.mark.parametrize("damage", ["truncated state", "no state", "no optimizer",
                                     "no weights"])
 def test_resume_skips_an_incomplete_newest_checkpoint(tmp_path, capsys, damage):
-    from pretrain.training import latest_checkpoint
+    from pretrain.checkpoints import latest_checkpoint
 
     assert latest_checkpoint(str(tmp_path / "missing")) is None
     for step in (2, 10, 12):
@@ -211,7 +212,7 @@ def test_kill_9_then_same_command_resumes(tiny_qwen2_dir, games, tmp_path):
     import sys
     import time
 
-    from pretrain.training import latest_checkpoint
+    from pretrain.checkpoints import latest_checkpoint
 
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     run = tmp_path / "run"
@@ -234,11 +235,11 @@ def test_kill_9_then_same_command_resumes(tiny_qwen2_dir, games, tmp_path):
 def test_length_grouped_sampler_cuts_padding_and_keeps_every_example():
     import random
 
-    from pretrain.training import LengthGroupedSampler
+    from pretrain.batching import StepSampler
 
     rng = random.Random(0)
     lengths = [rng.randint(5, 300) for _ in range(200)]
-    sampler = LengthGroupedSampler(lengths, micro_batch=4, mega_batch=400, seed=1)
+    sampler = StepSampler(lengths, batch_size=4, group_by_length=True, mega_steps=100, seed=1)
     order = list(sampler)
     assert sorted(order) == list(range(200)) and order == list(sampler)
 
@@ -249,6 +250,33 @@ def test_length_grouped_sampler_cuts_padding_and_keeps_every_example():
     rng.shuffle(random_order)
     assert padded(order) < 1.1 * sum(lengths) < 0.8 * padded(random_order)
     sampler.set_epoch(1)
-    assert list(sampler) != order  # a new epoch, a new order
+    again = list(sampler)
+    assert again != [k + 200 for k in order]  # a new epoch, a new order (draws epoch x 200 + i)
+    assert sorted(again) == list(range(200, 400))
     first_lengths = [max(lengths[i] for i in order[k:k + 4]) for k in range(0, 200, 4)]
     assert first_lengths != sorted(first_lengths, reverse=True)  # batch order is shuffled
+
+
+def test_length_grouped_steps_hold_the_same_examples_in_any_number_of_processes():
+    import random
+
+    from pretrain.batching import StepSampler
+
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 300) for _ in range(400)]
+    one = list(StepSampler(lengths, 16, True, mega_steps=25, seed=2))
+    two = list(StepSampler(lengths, 16, True, mega_steps=25, seed=2, processes=2))
+    steps = range(0, 400, 16)
+    assert [sorted(one[k:k + 16]) for k in steps] == [sorted(two[k:k + 16]) for k in steps]
+    # Each process's half of a step is sorted, and the halves pad to about the same length:
+    # rank 0 does not get all the longest examples of the step (and the others wait for it).
+    def padded_ratio(order, k):
+        first, second = order[k:k + 8], order[k + 8:k + 16]
+        return max(lengths[i] for i in first) / max(lengths[i] for i in second)
+
+    for k in steps:
+        halves = [[lengths[i] for i in two[k + h:k + h + 8]] for h in (0, 8)]
+        assert all(half == sorted(half, reverse=True) for half in halves)
+    dealt = [padded_ratio(two, k) for k in steps]
+    undealt = [padded_ratio(one, k) for k in steps]
+    assert max(dealt) < 1.1 and sum(undealt) > sum(dealt) + 0.05 * len(dealt)

@@ -27,8 +27,7 @@ def test_collator_masks_20_percent_80_10_10(tiny_tokenizer, games):
     titles = training_titles(games, "Games")
     features = mntp.title_features(tiny_tokenizer, titles, max_length=64) * 4
     mask_id = mntp.mask_token_id(tiny_tokenizer, "_")
-    collate = mntp.MNTPCollator(tiny_tokenizer, mask_id, 0.2,
-                                generator=torch.Generator().manual_seed(0))
+    collate = mntp.MNTPCollator(tiny_tokenizer, mask_id, 0.2, seed=0)
     batch = collate(features)
     ids, _ = collate.pad(features)
     labels, inputs, attn = batch["labels"], batch["input_ids"], batch["attention_mask"]
@@ -45,16 +44,33 @@ def test_collator_masks_20_percent_80_10_10(tiny_tokenizer, games):
     kept = (inputs[selected] == ids[selected]).float().mean().item()
     assert abs(as_mask - 0.8) < 0.03 and abs(kept - 0.1) < 0.03
     assert abs(1 - as_mask - kept - 0.1) < 0.03  # random replacements
-    # Same seed, same masks: the generator drives all randomness.
-    again = mntp.MNTPCollator(tiny_tokenizer, mask_id, 0.2,
-                              generator=torch.Generator().manual_seed(0))(features)
+    # Same seed, same masks: the seed and each title's draw drive all randomness.
+    again = mntp.MNTPCollator(tiny_tokenizer, mask_id, 0.2, seed=0)(features)
     assert torch.equal(again["input_ids"], inputs)
+    other = mntp.MNTPCollator(tiny_tokenizer, mask_id, 0.2, seed=1)(features)
+    assert not torch.equal(other["input_ids"], inputs)
+
+
+def test_a_titles_masks_do_not_depend_on_its_batch(tiny_tokenizer, games):
+    # What two processes (or two micro-batches) see must equal what one process sees.
+    features = [dict(f, draw=100 + i) for i, f in enumerate(
+        mntp.title_features(tiny_tokenizer, training_titles(games, "Games")[:8], 64))]
+    collate = mntp.MNTPCollator(tiny_tokenizer, mntp.mask_token_id(tiny_tokenizer, "_"), 0.5)
+    whole = collate(features)
+    for part in (features[:3], features[3:]):
+        alone = collate(part)
+        rows = [features.index(f) for f in part]
+        width = alone["input_ids"].shape[1]
+        for key in ("input_ids", "labels"):
+            assert torch.equal(alone[key], whole[key][rows, :width])
+    moved = collate([dict(features[0], draw=7)] + features[1:])  # another draw, other masks
+    assert not torch.equal(moved["labels"][0], whole["labels"][0])
 
 
 def test_loss_predicts_token_i_from_position_i_minus_1(tiny_qwen2_dir, tiny_tokenizer, games):
     features = mntp.title_features(tiny_tokenizer, training_titles(games, "Games")[:6], 32)
     batch = mntp.MNTPCollator(tiny_tokenizer, mntp.mask_token_id(tiny_tokenizer, "_"), 0.3,
-                              generator=torch.Generator().manual_seed(1))(features)
+                              seed=1)(features)
     model = load_backbone(tiny_qwen2_dir, bidirectional=True, lm_head=True,
                           attn_implementation="eager").eval()
     with torch.no_grad():

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from recbole_llm2rec.atomic import atomic_rows, atomic_write_text, check_dataset
+from recbole_llm2rec.atomic import atomic_rows, atomic_write_text
+from recbole_llm2rec.inter_checks import check_dataset
 from recbole_llm2rec.errors import InputError
 from slices import write_slice
 

@@ -1,6 +1,9 @@
 """RecBole interop: command-line values parsed as literals (never eval'd), and checkpoints
 written by our trainers reloaded like RecBole's `load_data_and_model` does."""
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -51,6 +54,74 @@ def test_recbole_reads_titles_that_begin_with_a_quote_literally():
     for item in quoted:
         ids = data.item_feat["title"][data.token2id("item_id", item)].tolist()
         assert [vocab[i] for i in ids if i] == titles[item].split(" ")
+
+
+# Reads the items' titles and years of `data_path`'s Beauty with stock RecBole (its Config);
+# prints them as JSON. Run in this process (plugin imported) and in a fresh one (not imported).
+STOCK_READ = """
+import json, logging, sys
+from recbole.config import Config
+from recbole.data import create_dataset
+logging.disable(logging.WARNING)
+config = Config("SASRec", "Beauty", config_dict={"data_path": DATA_PATH,
+    "train_neg_sample_args": None, "load_col": {
+    "inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "title", "year"]}})
+data = create_dataset(config)
+titles, years = data.field2id_token["title"], data.field2id_token["year"]
+RESULT = {"plugin imported": "recbole_llm2rec" in sys.modules, "items": {
+    item: [[titles[t] for t in data.item_feat["title"][i].tolist() if t],
+           years[int(data.item_feat["year"][i])]]
+    for item, i in data.field2token_id["item_id"].items() if i}}
+print(json.dumps(RESULT))
+"""
+
+
+def beauty_with_csv_quotes(tmp_path):
+    """A real 20-user Beauty slice whose `.item` gains a year column, one title in CSV quotes
+    ('"Quoted whole"' style) and one quoted title holding a tab. Returns (data_path, first
+    item, second item, the second's .item line)."""
+    root = write_slice(str(tmp_path / "data"), "Beauty", 20)
+    path = os.path.join(root, "Beauty", "Beauty.item")
+    with open(path, encoding="utf-8") as fh:
+        rows = [line.rstrip("\n").split("\t") for line in fh]
+    (first, title1), (second, title2) = rows[1], rows[2]
+    rows[1][1] = f'"{title1}"'
+    words = title2.split(" ")
+    rows[2][1] = f'"{words[0]}\t{" ".join(words[1:])}"'
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("item_id:token\ttitle:token_seq\tyear:token\n")
+        fh.writelines("\t".join(row + [str(2000 + n)]) + "\n" for n, row in enumerate(rows[1:]))
+    return root, (first, title1.split(" ")), (second, words), 3
+
+
+def test_stock_recbole_reads_csv_quotes_as_without_the_plugin(tmp_path):
+    """The plugin's literal quotes are for its own runs: stock RecBole, in the same process,
+    reads CSV quotes (and a tab inside them) as it does in a process without the plugin."""
+    root, (first, words1), (second, words2), _ = beauty_with_csv_quotes(tmp_path)
+    here = {"DATA_PATH": root}
+    exec(STOCK_READ.replace("print(json.dumps(RESULT))", ""), here)
+    fresh = subprocess.run([sys.executable, "-c", f"DATA_PATH = {root!r}\n" + STOCK_READ],
+                           capture_output=True, text=True, timeout=300, check=True)
+    alone = json.loads(fresh.stdout.strip().splitlines()[-1])
+    assert here["RESULT"]["plugin imported"] and not alone["plugin imported"]
+    assert here["RESULT"]["items"] == alone["items"]
+    assert alone["items"][first] == [words1, "2000"]  # the quotes are CSV quoting
+    assert alone["items"][second] == [[f"{words2[0]}\t{words2[1]}"] + words2[2:], "2001"]
+
+
+def test_plugin_runs_refuse_a_quoted_value_holding_a_tab(tmp_path):
+    root, _, (second, words2), line = beauty_with_csv_quotes(tmp_path)
+    path = os.path.join(root, "Beauty", "Beauty.item")
+    config, _ = build_config("SASRec", "Beauty", config_dict={"data_path": root, "load_col": {
+        "inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "title", "year"]}})
+    with pytest.raises(InputError) as err:
+        create_dataset(config)
+    value = '"' + words2[0]
+    assert str(err.value) == (
+        f"{path}:{line}: field 'title' = {value!r}: starts with '\"' and has no closing "
+        f"quote before the next tab: pandas' CSV quoting (stock RecBole) reads the tab as part "
+        f"of the value, this reader and the plugin's runs as a separator; remove the quote or "
+        f"the tab")
 
 
 @pytest.mark.parametrize("text, value", [

@@ -110,8 +110,8 @@ def test_missing_feat_names_the_file_and_the_command_that_builds_it(tmp_path, ga
               "--output", str(tmp_path / "search"), f"--data_path={games}", *TINY])
     message = str(err.value)
     assert message.startswith(os.path.join(games, "Games", "Games.minilm.feat"))
-    assert (f"python -m pretrain.extract --model minilm --dataset Games --name minilm "
-            f"--data_path {games}/") in message
+    assert (f"python -m pretrain.extract --model minilm --data_path {games}/ --dataset Games "
+            f"--name minilm") in message
 
 
 class Pwn:
