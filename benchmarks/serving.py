@@ -1,7 +1,7 @@
 """Serving benchmark: exact vs HNSW top-k on real bundles and a synthetic 1,000,000-item
 catalogue, the cost of adding 1,000 items by title, and the HTTP endpoint under 16 clients.
 
-    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/serving.py \\
+    OMP_NUM_THREADS=1 python -m benchmarks.serving \\
         --bundle Games=saved/bench/Games.bundle --bundle Beauty=saved/bench/Beauty.bundle \\
         --data_path dataset/ --new_titles dataset/Toys/Toys.item --synthetic 1000000
 
@@ -23,12 +23,12 @@ import time
 import numpy as np
 import torch
 
+from benchmarks.machine import machine
+from benchmarks.serving_load import load, running_server
+from recbole_llm2rec.serving import index as ix
+from recbole_llm2rec.serving.recommender import Recommender
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from benchmarks.machine import machine  # noqa: E402
-from benchmarks.serving_load import load, running_server  # noqa: E402
-from recbole_llm2rec.serving import index as ix  # noqa: E402
-from recbole_llm2rec.serving.recommender import Recommender  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "serving.md")
 
@@ -191,7 +191,7 @@ def main(argv=None):
 
 def write(args, search, adds, http):
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    cmd = "OMP_NUM_THREADS=1 python benchmarks/serving.py " + " ".join(
+    cmd = "OMP_NUM_THREADS=1 python -m benchmarks.serving " + " ".join(
         sys.argv[1:])
     text = [f"## Serving, {stamp}", "", f"Command: `{cmd}`  ", f"Machine: {machine()}", "",
             "### Top-10 search (search only, one thread; recall@10 against exact search)", "",
