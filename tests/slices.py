@@ -28,3 +28,18 @@ def write_slice(out_dir, dataset, n_users, source=FIXTURES):
         out.write(fh.readline())
         out.writelines(line for line in fh if line.split("\t")[0] in items)
     return str(out_dir)
+
+
+def write_random_feat(root, dataset, dim, name="rand", seed=0):
+    """A random `<dataset>.<name>.feat` of `dim` values for every item of `root/<dataset>`'s
+    `.item` file (seeded normal rows). Returns `root`."""
+    import numpy as np
+
+    from recbole_llm2rec.feat import feat_path, write_feat
+
+    folder = os.path.join(root, dataset)
+    with open(os.path.join(folder, f"{dataset}.item"), encoding="utf-8") as fh:
+        tokens = [line.split("\t")[0] for line in fh.readlines()[1:]]
+    write_feat(feat_path(folder, dataset, name), tokens,
+               np.random.default_rng(seed).normal(size=(len(tokens), dim)))
+    return root

@@ -121,6 +121,12 @@ class TextItemTable(nn.Module):
         """The adapted table, computed now (no cache). Returns [n_items, out_dim]."""
         return self.adapter(self.text_emb)
 
+    def new_item_rows(self, text_rows):
+        """Adapted vectors of items the table does not hold (added after training: serving's
+        `add_items`), from their frozen text rows [n, D] made as this table's were: the rows
+        the model gives an item without an ID part. Returns [n, out_dim]."""
+        return self.adapter(text_rows)
+
     @property
     def weight(self):
         """The adapted table, computed once per forward pass. Returns [n_items, out_dim]."""
@@ -199,6 +205,11 @@ class TextIDItemTable(TextItemTable):
     def compute(self):
         return super().compute() + self.id_rows()
 
+    def new_item_rows(self, text_rows):
+        # no ID part: a row of `compute` whose id_mask is 0 (a stand-in for the missing ID
+        # part, if one is ever learned, belongs here and in `id_rows` alike)
+        return super().new_item_rows(text_rows)
+
     def _group_settings(self):
         groups = super()._group_settings()
         if self.id_weight_decay is not None:
@@ -240,9 +251,9 @@ class TextTableModel:
 
     uses_text_emb = True  # reads <dataset>.<text_emb>.feat (run_recbole.py builds the default)
 
-    def __init__(self, config, dataset):
+    def __init__(self, config, dataset, text_emb=None):
         super().__init__(config, dataset)
-        use_text_item_table(self, config, dataset)
+        use_text_item_table(self, config, dataset, text_emb)
 
     def optimizer_param_groups(self):
         """Parameter groups for the plugin's trainers (None: one group, as RecBole does)."""
@@ -254,12 +265,14 @@ class TextTableModel:
         return loss if extra is None else loss + extra
 
 
-def use_text_item_table(model, config, dataset):
+def use_text_item_table(model, config, dataset, text_emb=None):
     """Replace `model.item_embedding` by the table `item_repr` names (frozen text through an
-    adapter, with or without ID rows), of the same width."""
+    adapter, with or without ID rows), of the same width. `text_emb` [n_items, D] is the frozen
+    table when it is given (an exported bundle's weights), else it is read from the `.feat`."""
     item_repr = setting(config, "item_repr")
     if item_repr not in ITEM_TABLES:
         raise ValueError(f"item_repr {item_repr!r} is not one of {sorted(ITEM_TABLES)}")
     out_dim = model.item_embedding.embedding_dim
-    model.item_embedding = ITEM_TABLES[item_repr](load_text_embeddings(config, dataset), out_dim,
-                                                  config, dataset)
+    if text_emb is None:
+        text_emb = load_text_embeddings(config, dataset)
+    model.item_embedding = ITEM_TABLES[item_repr](text_emb, out_dim, config, dataset)

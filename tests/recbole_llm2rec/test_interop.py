@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 from recbole.config import Config
@@ -13,10 +12,9 @@ from recbole.data import create_dataset, data_preparation
 
 from recbole_llm2rec.compat import get_trainer
 from recbole_llm2rec.errors import InputError
-from recbole_llm2rec.feat import feat_path, write_feat
 from recbole_llm2rec.quick_start import (build_config, literal_value, load_data_and_model,
                                          parse_overrides)
-from slices import FIXTURES, write_slice
+from slices import FIXTURES, write_random_feat, write_slice
 
 
 def test_overrides_are_parsed_as_literals_never_evaluated(tmp_path, monkeypatch):
@@ -148,13 +146,8 @@ TINY = {"hidden_size": 16, "inner_size": 32, "embedding_size": 16, "n_layers": 1
 @pytest.fixture(scope="module")
 def games(tmp_path_factory):
     """A 150-user Games slice with a random 16-dim `.feat` for its items."""
-    root = write_slice(str(tmp_path_factory.mktemp("data")), "Games", 150)
-    folder = os.path.join(root, "Games")
-    with open(os.path.join(folder, "Games.item"), encoding="utf-8") as fh:
-        tokens = [line.split("\t")[0] for line in fh.readlines()[1:]]
-    write_feat(feat_path(folder, "Games", "rand"), tokens,
-               np.random.default_rng(0).normal(size=(len(tokens), 16)))
-    return root
+    return write_random_feat(write_slice(str(tmp_path_factory.mktemp("data")), "Games", 150),
+                             "Games", 16)
 
 
 def full_sort_scores(model, test_data):
