@@ -180,6 +180,8 @@ class DistributedTrainerMixin:
     single-process run only gains `last_eval_users`, the users of the last evaluation."""
 
     def __init__(self, config, model):
+        # RecBole's ensure_dir checks, then creates: two ranks racing there fail on the second
+        os.makedirs(config["checkpoint_dir"], exist_ok=True)
         super().__init__(config, model)
         self.eval_collector = ShardCollector(config)
         if not config["single_spec"]:

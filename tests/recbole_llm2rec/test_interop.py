@@ -1,6 +1,7 @@
 """RecBole interop: command-line values parsed as literals (never eval'd), and checkpoints
 written by our trainers reloaded like RecBole's `load_data_and_model` does."""
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -99,7 +100,10 @@ def test_stock_recbole_reads_csv_quotes_as_without_the_plugin(tmp_path):
     reads CSV quotes (and a tab inside them) as it does in a process without the plugin."""
     root, (first, words1), (second, words2), _ = beauty_with_csv_quotes(tmp_path)
     here = {"DATA_PATH": root}
-    exec(STOCK_READ.replace("print(json.dumps(RESULT))", ""), here)
+    try:
+        exec(STOCK_READ.replace("print(json.dumps(RESULT))", ""), here)
+    finally:  # the script silences logging; later tests in this process read their logs
+        logging.disable(logging.NOTSET)
     fresh = subprocess.run([sys.executable, "-c", f"DATA_PATH = {root!r}\n" + STOCK_READ],
                            capture_output=True, text=True, timeout=300, check=True)
     alone = json.loads(fresh.stdout.strip().splitlines()[-1])
