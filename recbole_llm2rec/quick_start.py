@@ -12,6 +12,8 @@ from recbole.utils import get_model, init_logger, init_seed
 from recbole_llm2rec.atomic import check_dataset, leave_one_out_need
 from recbole_llm2rec.compat import get_trainer, read_checkpoint
 from recbole_llm2rec.errors import InputError
+from recbole_llm2rec.evaluation.cold_start import items_to_hide
+from recbole_llm2rec.model.hidden_items import hide_items, reveal_items
 
 PROPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "props")
 # RecBole always reads ml-100k from its own package; we read the copy that run_recbole.py
@@ -203,6 +205,10 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
     killed earlier; it must have the same settings), and the file is removed once training
     has finished.
 
+    On a cold-start dataset (`evaluation.cold_start`) under `cold_start_protocol: unseen`, the
+    withheld items are hidden from the training loss and the validation ranking and revealed
+    before the test.
+
     Returns a dict with best_valid_score, best_valid_result, test_result, valid_scores (every
     validation's score, resumed ones included), resumed_after (the epoch training resumed
     after, or None), the config, the trained model (best checkpoint loaded when saved) and
@@ -220,6 +226,10 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     net = model_class(config, train_data._dataset).to(config["device"])
     logger.info(net)
+    hidden = items_to_hide(config, data)  # new items of a cold-start split: they exist at test
+    if hidden is not None:
+        hide_items(net, hidden)
+        logger.info(f"{len(hidden)} withheld items hidden from training and validation")
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     resume_path = resume_path if saved else None
     resumed_after = None
@@ -237,6 +247,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
         callback_fn=epoch_callback)
     if resume_path and os.path.isfile(resume_path):
         os.remove(resume_path)
+    reveal_items(net)  # the withheld items enter the catalogue now, as add_items would add them
     test_result = trainer.evaluate(test_data, load_best_model=saved,
                                    show_progress=config["show_progress"])
     logger.info(f"best valid: {dict(best_valid_result)}")

@@ -120,6 +120,12 @@ class TextItemTable(nn.Module):
         """The adapted table, computed now (no cache). Returns [n_items, out_dim]."""
         return self.adapter(self.text_emb)
 
+    def new_item_rows(self, text_emb):
+        """Rows of items without training interactions (new items, e.g. added to a served
+        model) from their frozen text rows [m, D], through the trained adapter: the rows such
+        items have in `weight`. Returns [m, out_dim]."""
+        return self.adapter(text_emb)
+
     @property
     def weight(self):
         """The adapted table, computed once per forward pass. Returns [n_items, out_dim]."""
@@ -165,12 +171,16 @@ class TextItemTable(nn.Module):
 
 
 class TextIDItemTable(TextItemTable):
-    """`item_repr: text+id`: the adapted text table plus a trainable ID embedding per item.
+    """`item_repr: text+id`: the adapted text table plus an ID part per item.
 
-    Items with no training interaction (`trained_items`) have no ID part: their ID rows are
-    zero at initialisation and multiplied by a zero mask in every forward, so they get no
-    gradient, stay exactly zero under (decoupled) weight decay, and such items are embedded
-    and scored from their text alone.
+    An item with a training interaction (`trained_items`) has a trainable ID row. An item
+    without one (a new item) has no ID row: its ID part is the stand-in `id_missing` names,
+    `zero` (text alone) or `learned` (one trained vector shared by every item without an ID).
+    Its untrained ID row is zero at initialisation and multiplied by a zero mask in every
+    forward, so it gets no gradient and stays exactly zero under (decoupled) weight decay.
+    In training, `id_dropout` replaces a trained item's whole ID part by the stand-in with that
+    probability (per item, per forward, no rescaling), so its text must stand alone and the
+    stand-in learns what a missing ID is worth. `new_item_rows` is the row of a new item.
     """
 
     def __init__(self, text_emb, out_dim, config, dataset):
@@ -187,17 +197,33 @@ class TextIDItemTable(TextItemTable):
             self.id_embedding.weight.mul_(self.id_mask)
         self.id_dropout = config["id_dropout"] or 0.0
         self.id_weight_decay = config["id_weight_decay"]
+        missing = config["id_missing"] or "zero"
+        if missing not in ID_MISSING:
+            raise ValueError(f"id_missing {missing!r} is not one of {list(ID_MISSING)}")
+        # the ID part of an item without one: a trained vector (zeros at the start), or zeros
+        # (a buffer outside the state_dict, so checkpoints from before id_missing still load)
+        if missing == "learned":
+            self.missing_id = nn.Parameter(torch.zeros(out_dim))
+        else:
+            self.register_buffer("missing_id", torch.zeros(out_dim), persistent=False)
 
     def id_rows(self):
-        """ID part of every item; zero for items without a training interaction. In training,
-        dropout removes an item's whole ID part (so its text must stand alone). Returns [n, out_dim]."""
+        """ID part of every item: its ID row where it has one, else the stand-in; in training,
+        each trained item's ID row is replaced by the stand-in with probability `id_dropout`.
+        Returns [n, out_dim]."""
         mask = self.id_mask
         if self.training and self.id_dropout > 0:
-            mask = F.dropout(mask, p=self.id_dropout)
-        return self.id_embedding.weight * mask
+            mask = mask * (torch.rand_like(mask) >= self.id_dropout)
+        return self.id_embedding.weight * mask + self.missing_id * (1 - mask)
 
     def compute(self):
         return super().compute() + self.id_rows()
+
+    def new_item_rows(self, text_emb):
+        """Rows of items without training interactions from their frozen text rows [m, D]:
+        adapter(text) + the missing-ID stand-in, the rows such items have in `weight`.
+        Returns [m, out_dim]."""
+        return super().new_item_rows(text_emb) + self.missing_id
 
     def _group_settings(self):
         groups = super()._group_settings()
@@ -205,6 +231,8 @@ class TextIDItemTable(TextItemTable):
             groups.append(([self.id_embedding.weight], {"weight_decay": self.id_weight_decay}))
         return groups
 
+
+ID_MISSING = ("zero", "learned")  # the ID part of a new item (TextIDItemTable)
 
 ITEM_TABLES = {"text": TextItemTable, "text+id": TextIDItemTable}
 
