@@ -179,8 +179,12 @@ class TextIDItemTable(TextItemTable):
     Its untrained ID row is zero at initialisation and multiplied by a zero mask in every
     forward, so it gets no gradient and stays exactly zero under (decoupled) weight decay.
     In training, `id_dropout` replaces a trained item's whole ID part by the stand-in with that
-    probability (per item, per forward, no rescaling), so its text must stand alone and the
-    stand-in learns what a missing ID is worth. `new_item_rows` is the row of a new item.
+    probability (per item, per forward), so its text must stand alone. The kept ID rows are
+    scaled by 1 / (1 - id_dropout) (inverted dropout, `id_dropout_rescale`, the default), so at
+    test, where every warm item keeps its ID row, that row is its expected training value; a
+    new item's row is text alone plus the stand-in. Unscaled (`id_dropout_rescale: False`),
+    warm items keep twice their average training ID weight at test (p = 0.5) and outrank new
+    items (docs/experiments.md). `new_item_rows` is the row of a new item.
     """
 
     def __init__(self, text_emb, out_dim, config, dataset):
@@ -196,6 +200,8 @@ class TextIDItemTable(TextItemTable):
         with torch.no_grad():
             self.id_embedding.weight.mul_(self.id_mask)
         self.id_dropout = config["id_dropout"] or 0.0
+        rescale = config["id_dropout_rescale"]
+        self.id_dropout_rescale = True if rescale is None else bool(rescale)
         self.id_weight_decay = config["id_weight_decay"]
         missing = config["id_missing"] or "zero"
         if missing not in ID_MISSING:
@@ -209,11 +215,14 @@ class TextIDItemTable(TextItemTable):
 
     def id_rows(self):
         """ID part of every item: its ID row where it has one, else the stand-in; in training,
-        each trained item's ID row is replaced by the stand-in with probability `id_dropout`.
-        Returns [n, out_dim]."""
+        each trained item's ID row is replaced by the stand-in with probability `id_dropout`
+        and the kept rows are scaled by 1 / (1 - id_dropout) unless `id_dropout_rescale` is
+        off. Returns [n, out_dim]."""
         mask = self.id_mask
         if self.training and self.id_dropout > 0:
-            mask = mask * (torch.rand_like(mask) >= self.id_dropout)
+            keep = mask * (torch.rand_like(mask) >= self.id_dropout)
+            scale = 1 / (1 - self.id_dropout) if self.id_dropout_rescale else 1.0
+            return self.id_embedding.weight * keep * scale + self.missing_id * (1 - keep)
         return self.id_embedding.weight * mask + self.missing_id * (1 - mask)
 
     def compute(self):
