@@ -16,6 +16,8 @@ from recbole_llm2rec.errors import InputError
 from recbole_llm2rec.inter_checks import check_dataset
 from recbole_llm2rec.props import props_files
 from recbole_llm2rec.yaml_file import read_yaml, recbole_loader
+from recbole_llm2rec.evaluation.cold_start import items_to_hide
+from recbole_llm2rec.model.hidden_items import hide_items, reveal_items
 
 # RecBole always reads ml-100k from its own package; we read the copy that run_recbole.py
 # converts into data_path (dataset_atomic.ml100k).
@@ -208,6 +210,10 @@ def run(model, dataset, config_file_list=None, config_dict=None, overrides=None,
     killed earlier; it must have the same settings), and the file is removed once training
     has finished.
 
+    On a cold-start dataset (`evaluation.cold_start`) under `cold_start_protocol: unseen`, the
+    withheld items are hidden from the training loss and the validation ranking and revealed
+    before the test.
+
     Returns a dict with best_valid_score, best_valid_result, test_result, valid_scores (every
     validation's score, resumed ones included), resumed_after (the epoch training resumed
     after, or None), model_file, test_users (internal ids of the tested users; full ranking
@@ -248,6 +254,10 @@ def run_config(config, model_class, warnings=(), saved=True, callback_fn=None, r
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     net = model_class(config, train_data._dataset).to(config["device"])
     logger.info(net)
+    hidden = items_to_hide(config, data)  # new items of a cold-start split: they exist at test
+    if hidden is not None:
+        hide_items(net, hidden)
+        logger.info(f"{len(hidden)} withheld items hidden from training and validation")
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     resume_path = resume_path if saved else None
     resumed_after = None
@@ -265,6 +275,7 @@ def run_config(config, model_class, warnings=(), saved=True, callback_fn=None, r
         callback_fn=epoch_callback)
     if resume_path and os.path.isfile(resume_path):
         os.remove(resume_path)
+    reveal_items(net)  # the withheld items enter the catalogue now, as add_items would add them
     test_result = trainer.evaluate(test_data, load_best_model=saved,
                                    show_progress=config["show_progress"])
     logger.info(f"best valid: {dict(best_valid_result)}")

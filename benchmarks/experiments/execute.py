@@ -42,8 +42,9 @@ def run_settings(exp, run):
     c = exp.cold_start
     dataset = cs.write_cold_start_dataset(exp.data_path, run.dataset, c["fraction"], c["seed"],
                                           out_path=c["data_path"])
-    settings.update(cs.cold_start_config(c["data_path"], dataset))
-    return settings, dataset, cs.read_manifest(c["data_path"], dataset)
+    settings.update(cs.cold_start_config(c["data_path"], dataset, c["protocol"]))
+    return settings, dataset, {**cs.read_manifest(c["data_path"], dataset),
+                               "protocol": c["protocol"]}
 
 
 def analyse(exp, run, model, data, train_data, test_data, cold):
@@ -80,7 +81,7 @@ def train_and_evaluate(exp, run, command=""):
         "valid_curve": curve,
         "resumed_after_epoch": out["resumed_after"],
         "cold_start": None if cold is None else {
-            k: cold[k] for k in ("name", "fraction", "seed", "n_items", "n_users",
+            k: cold[k] for k in ("name", "fraction", "seed", "protocol", "n_items", "n_users",
                                  "kept_interactions", "cold_test_cases")},
         "checkpoint": os.path.relpath(out["model_file"], ROOT) if out["model_file"] else None,
         "wall_s": round(time.time() - start, 1),

@@ -59,7 +59,7 @@ class Experiment:
     variants: dict        # name -> {"set": {...}, "models": [...]}
     baselines: list       # row keys (model, text_emb, variant) compared against
     analyses: list
-    cold_start: dict      # {} or {"fraction", "seed", "data_path"}
+    cold_start: dict      # {} or {"fraction", "seed", "protocol", "data_path"}
     results_dir: str
     saved_dir: str = os.path.join(ROOT, "saved", "experiments")  # checkpoints: <name>/<run>/
     only_variants: list = None  # run only these variant names now (NO_VARIANT for none)
@@ -165,10 +165,17 @@ def load_experiment(path, results_dir=RESULTS):
              field=f"variants.{name}.embedders")
     cold = raw.get("cold_start") or {}
     if cold:
-        if not isinstance(cold, dict) or set(cold) - {"fraction", "seed", "data_path"}:
-            raise InputError("cold_start takes fraction, seed, data_path", path=path,
+        if not isinstance(cold, dict) or set(cold) - {"fraction", "seed", "data_path",
+                                                      "protocol"}:
+            raise InputError("cold_start takes fraction, seed, data_path, protocol", path=path,
                              field="cold_start", value=cold)
+        from recbole_llm2rec.evaluation.cold_start import PROTOCOLS
+
+        if cold.get("protocol", "unseen") not in PROTOCOLS:
+            raise InputError(f"not one of {list(PROTOCOLS)}", path=path,
+                             field="cold_start.protocol", value=cold["protocol"])
         cold = {"fraction": float(cold.get("fraction", 0.1)), "seed": int(cold.get("seed", 0)),
+                "protocol": cold.get("protocol", "unseen"),
                 "data_path": os.path.abspath(cold.get("data_path")
                                              or raw.get("data_path", "dataset/"))}
     analyses = _list(raw, "analyses", path, default=[])

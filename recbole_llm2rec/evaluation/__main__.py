@@ -32,11 +32,8 @@ def main(argv=None):
     from recbole_llm2rec.quick_start import load_data_and_model
 
     config, model, dataset, train_data, _, test_data = load_data_and_model(args.checkpoint)
-    cold = None
-    manifest = os.path.join(config["data_path"], f"{config['dataset']}.cold.json")
-    if os.path.isfile(manifest):
-        with open(manifest, encoding="utf-8") as fh:
-            cold = cold_start.cold_item_ids(dataset, json.load(fh)["cold_items"])
+    manifest = cold_start.manifest_of(config)
+    cold = manifest and cold_start.cold_item_ids(dataset, manifest["cold_items"])
     report = evaluate_test(model, dataset, train_data, test_data, args.analyses,
                            cold_items=cold, seed=args.seed)
     text = json.dumps(report, indent=1)

@@ -13,9 +13,15 @@ The protocol (docs/experiments.md):
 4. Users left with fewer than 3 interactions are dropped (RecBole's leave-one-out would make a
    2-interaction user's last item a training target).
 5. The derived dataset keeps the whole catalogue: its `.item` lists every item of the source
-   `.inter` (with the source `.item`'s columns, e.g. titles, where it has them), so full ranking
-   runs over all items, cold ones included; each `<source>.<x>.feat` is linked as
-   `<name>.<x>.feat`. `<name>.cold.json` records the cold items and the counts.
+   `.inter` (with the source `.item`'s columns, e.g. titles, where it has them), so the cold
+   items have ids and `.feat` rows; each `<source>.<x>.feat` is linked as `<name>.<x>.feat`.
+   `<name>.cold.json` records the cold items and the counts.
+6. `cold_start_protocol` (a RecBole setting) says when a cold item first exists. `unseen` (the
+   default): only at test time — `quick_start.run` hides the cold items from the training loss
+   and the validation ranking (`model.hidden_items.hide_items`) and reveals them before the test, as a
+   served model's `add_items` would add them. `legacy` (before issue 25): the whole catalogue
+   throughout, so every cold item is a negative of every training batch and a candidate of
+   every validation ranking.
 """
 import json
 import os
@@ -27,6 +33,7 @@ from recbole_llm2rec.evaluation.interactions import fraction_count
 from recbole_llm2rec.feat import atomic_write_text
 
 MIN_INTERACTIONS = 3
+PROTOCOLS = ("unseen", "legacy")  # when a cold item first exists: at test only, or always
 
 
 def choose_cold_items(items, fraction=0.1, seed=0):
@@ -118,6 +125,7 @@ def write_cold_start_dataset(data_path, dataset, fraction=0.1, seed=0, out_path=
             made = json.load(fh)
         if {k: made.get(k) for k in settings} != settings:
             raise InputError(f"made with other settings than {settings}", path=manifest_path)
+        link_tables(src, dataset, dst, name)  # tables extracted since
         return name
     header, sequences = read_sequences(os.path.join(src, f"{dataset}.inter"))
     items = sorted({item for seq in sequences.values() for item, _ in seq})
@@ -128,12 +136,7 @@ def write_cold_start_dataset(data_path, dataset, fraction=0.1, seed=0, out_path=
         [header] + [line for seq in kept.values() for _, line in seq]))
     write_catalogue(os.path.join(src, f"{dataset}.item"), os.path.join(dst, f"{name}.item"),
                     items)
-    prefix = f"{dataset}."
-    for entry in sorted(os.listdir(src)):
-        if entry.startswith(prefix) and (entry.endswith(".feat") or entry.endswith(".feat.json")):
-            link = os.path.join(dst, name + "." + entry[len(prefix):])
-            if not os.path.lexists(link):
-                os.symlink(os.path.relpath(os.path.join(src, entry), dst), link)
+    link_tables(src, dataset, dst, name)
     cold_set = set(cold)
     manifest = {**settings, "name": name, "n_items": len(items), "cold_items": cold,
                 "n_users": len(kept), "dropped_users": sorted(dropped),
@@ -144,17 +147,56 @@ def write_cold_start_dataset(data_path, dataset, fraction=0.1, seed=0, out_path=
     return name
 
 
+def link_tables(src, dataset, dst, name):
+    """Link each `<src>/<dataset>.<x>.feat` (and its `.json` sidecar) as `<dst>/<name>.<x>.feat`
+    where no such file is yet."""
+    prefix = f"{dataset}."
+    for entry in sorted(os.listdir(src)):
+        if entry.startswith(prefix) and (entry.endswith(".feat") or entry.endswith(".feat.json")):
+            link = os.path.join(dst, name + "." + entry[len(prefix):])
+            if not os.path.lexists(link):
+                os.symlink(os.path.relpath(os.path.join(src, entry), dst), link)
+
+
 def read_manifest(data_path, name):
     """The `<name>.cold.json` record of a derived dataset."""
     with open(os.path.join(data_path, name, f"{name}.cold.json"), encoding="utf-8") as fh:
         return json.load(fh)
 
 
-def cold_start_config(data_path, name):
-    """RecBole settings that train on the derived dataset `name`: its folder, and `load_col`
-    reading the `.item` catalogue (so items without training interactions keep their ids)."""
-    return {"data_path": data_path,
+def cold_start_config(data_path, name, protocol="unseen"):
+    """RecBole settings that train on the derived dataset `name`: its folder, `load_col`
+    reading the `.item` catalogue (so items without training interactions keep their ids) and
+    the `cold_start_protocol`."""
+    return {"data_path": data_path, "cold_start_protocol": check_protocol(protocol),
             "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id"]}}
+
+
+def check_protocol(protocol):
+    """`protocol` when it is one of PROTOCOLS, else an InputError."""
+    if protocol not in PROTOCOLS:
+        raise InputError(f"not one of {list(PROTOCOLS)}", field="cold_start_protocol",
+                         value=protocol)
+    return protocol
+
+
+def manifest_of(config):
+    """The `<dataset>.cold.json` record of the run's dataset, or None when it has none."""
+    path = os.path.join(config["data_path"], f"{config['dataset']}.cold.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def items_to_hide(config, dataset):
+    """RecBole ids of the items a run must hide until its test (`hide_items`): the
+    cold items of a derived dataset under `cold_start_protocol: unseen`, else None."""
+    manifest = manifest_of(config)
+    protocol = check_protocol(config["cold_start_protocol"] or "unseen")
+    if manifest is None or protocol != "unseen":
+        return None
+    return cold_item_ids(dataset, manifest["cold_items"])
 
 
 def cold_item_ids(dataset, cold_tokens):

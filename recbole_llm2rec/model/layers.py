@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from recbole_llm2rec.errors import InputError
 from recbole_llm2rec.feat import dataset_feat_path, load_aligned
 from recbole_llm2rec.model import rat
 from recbole_llm2rec.props import setting
@@ -121,11 +122,11 @@ class TextItemTable(nn.Module):
         """The adapted table, computed now (no cache). Returns [n_items, out_dim]."""
         return self.adapter(self.text_emb)
 
-    def new_item_rows(self, text_rows):
-        """Adapted vectors of items the table does not hold (added after training: serving's
-        `add_items`), from their frozen text rows [n, D] made as this table's were: the rows
-        the model gives an item without an ID part. Returns [n, out_dim]."""
-        return self.adapter(text_rows)
+    def new_item_rows(self, text_emb):
+        """Rows of items without training interactions (new items, e.g. added to a served
+        model) from their frozen text rows [m, D], through the trained adapter: the rows such
+        items have in `weight`. Returns [m, out_dim]."""
+        return self.adapter(text_emb)
 
     @property
     def weight(self):
@@ -172,12 +173,20 @@ class TextItemTable(nn.Module):
 
 
 class TextIDItemTable(TextItemTable):
-    """`item_repr: text+id`: the adapted text table plus a trainable ID embedding per item.
+    """`item_repr: text+id`: the adapted text table plus an ID part per item.
 
-    Items with no training interaction (`trained_items`) have no ID part: their ID rows are
-    zero at initialisation and multiplied by a zero mask in every forward, so they get no
-    gradient, stay exactly zero under (decoupled) weight decay, and such items are embedded
-    and scored from their text alone.
+    An item with a training interaction (`trained_items`) has a trainable ID row. An item
+    without one (a new item) has no ID row: its ID part is the stand-in `id_missing` names,
+    `zero` (text alone) or `learned` (one trained vector shared by every item without an ID).
+    Its untrained ID row is zero at initialisation and multiplied by a zero mask in every
+    forward, so it gets no gradient and stays exactly zero under (decoupled) weight decay.
+    In training, `id_dropout` replaces a trained item's whole ID part by the stand-in with that
+    probability (per item, per forward), so its text must stand alone. The kept ID rows are
+    scaled by 1 / (1 - id_dropout) (inverted dropout, `id_dropout_rescale`, the default), so at
+    test, where every warm item keeps its ID row, that row is its expected training value; a
+    new item's row is text alone plus the stand-in. Unscaled (`id_dropout_rescale: False`),
+    warm items keep twice their average training ID weight at test (p = 0.5) and outrank new
+    items (docs/experiments.md). `new_item_rows` is the row of a new item.
     """
 
     def __init__(self, text_emb, out_dim, config, dataset):
@@ -192,23 +201,39 @@ class TextIDItemTable(TextItemTable):
         with torch.no_grad():
             self.id_embedding.weight.mul_(self.id_mask)
         self.id_dropout = setting(config, "id_dropout")
+        self.id_dropout_rescale = bool(setting(config, "id_dropout_rescale"))
         self.id_weight_decay = config["id_weight_decay"]
+        missing = setting(config, "id_missing")
+        if missing not in ID_MISSING:
+            raise InputError(f"must be one of {', '.join(ID_MISSING)}", field="id_missing",
+                             value=missing)
+        # the ID part of an item without one: a trained vector (zeros at the start), or zeros
+        # (a buffer outside the state_dict, so checkpoints from before id_missing still load)
+        if missing == "learned":
+            self.missing_id = nn.Parameter(torch.zeros(out_dim))
+        else:
+            self.register_buffer("missing_id", torch.zeros(out_dim), persistent=False)
 
     def id_rows(self):
-        """ID part of every item; zero for items without a training interaction. In training,
-        dropout removes an item's whole ID part (so its text must stand alone). Returns [n, out_dim]."""
+        """ID part of every item: its ID row where it has one, else the stand-in; in training,
+        each trained item's ID row is replaced by the stand-in with probability `id_dropout`
+        and the kept rows are scaled by 1 / (1 - id_dropout) unless `id_dropout_rescale` is
+        off. Returns [n, out_dim]."""
         mask = self.id_mask
         if self.training and self.id_dropout > 0:
-            mask = F.dropout(mask, p=self.id_dropout)
-        return self.id_embedding.weight * mask
+            keep = mask * (torch.rand_like(mask) >= self.id_dropout)
+            scale = 1 / (1 - self.id_dropout) if self.id_dropout_rescale else 1.0
+            return self.id_embedding.weight * keep * scale + self.missing_id * (1 - keep)
+        return self.id_embedding.weight * mask + self.missing_id * (1 - mask)
 
     def compute(self):
         return super().compute() + self.id_rows()
 
-    def new_item_rows(self, text_rows):
-        # no ID part: a row of `compute` whose id_mask is 0 (a stand-in for the missing ID
-        # part, if one is ever learned, belongs here and in `id_rows` alike)
-        return super().new_item_rows(text_rows)
+    def new_item_rows(self, text_emb):
+        """Rows of items without training interactions from their frozen text rows [m, D]:
+        adapter(text) + the missing-ID stand-in, the rows such items have in `weight`.
+        Returns [m, out_dim]."""
+        return super().new_item_rows(text_emb) + self.missing_id
 
     def _group_settings(self):
         groups = super()._group_settings()
@@ -216,6 +241,8 @@ class TextIDItemTable(TextItemTable):
             groups.append(([self.id_embedding.weight], {"weight_decay": self.id_weight_decay}))
         return groups
 
+
+ID_MISSING = ("zero", "learned")  # the ID part of a new item (TextIDItemTable)
 
 ITEM_TABLES = {"text": TextItemTable, "text+id": TextIDItemTable}
 

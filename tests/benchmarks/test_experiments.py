@@ -49,6 +49,7 @@ def test_runs_write_records_and_tables_and_resume(config, tmp_path, monkeypatch)
     assert record["overrides"] == {"adapter_type": "mlp"} and record["epoch_cap"] == 2
     assert record["epochs_run"] == 2 and len(record["valid_curve"]) == 2
     assert record["cold_start"]["name"] == "Games-cold10s0"
+    assert record["cold_start"]["protocol"] == "unseen"  # the default: new items exist at test
     # the derived catalogue keeps the source .item's titles, one line per item of the .inter
     catalogue = (tmp_path / "derived" / "Games-cold10s0" / "Games-cold10s0.item").read_text()
     source = open(os.path.join(os.path.dirname(config), "data", "Games", "Games.item")).read()
@@ -67,6 +68,7 @@ def test_runs_write_records_and_tables_and_resume(config, tmp_path, monkeypatch)
         row = next(line for line in table.splitlines() if line.startswith(
             "| TextSASRec · rand [mlp] |"))
         assert shown in row, (title, row)
+    assert '"protocol": "unseen"' in md
     assert "Cold-start items" in md and "TextSASRec · rand [mlp]" in md
     assert "(cap 2: 1/1)" in md and "Random ranking (expected)" in md
     assert "![tiny.curves.png](tiny.curves.png)" in md and "![tiny.groups.png]" in md

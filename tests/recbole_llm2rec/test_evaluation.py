@@ -256,3 +256,16 @@ def test_identical_items_tie_instead_of_favouring_the_target(tiny_cold):
     # 10 real items, all tied: the target is at each of the 10 positions with probability 1/10
     metrics = metrics_from_ranks(ranked["rank"], ranked["ties"], (5,))
     assert metrics["recall@5"] == pytest.approx(0.5)
+
+
+def test_a_table_extracted_after_the_split_is_linked_when_the_split_is_reused(tmp_path):
+    src = tmp_path / "src"
+    os.makedirs(src / "Tiny")
+    with open(src / "Tiny" / "Tiny.inter", "w", encoding="utf-8") as fh:
+        fh.write("user_id:token\titem_id:token\ttimestamp:float\n")
+        fh.writelines(f"{u}\t{i}\t{t}\n" for u, seq in TINY.items() for i, t in seq)
+    name = cs.write_cold_start_dataset(str(src), "Tiny", fraction=0.2, seed=0)
+    assert not os.path.exists(src / name / f"{name}.late.feat")
+    (src / "Tiny" / "Tiny.late.feat").write_text("item_id:token\tlate:float_seq\n", "utf-8")
+    assert cs.write_cold_start_dataset(str(src), "Tiny", fraction=0.2, seed=0) == name
+    assert (src / name / f"{name}.late.feat").read_text("utf-8").startswith("item_id:token")

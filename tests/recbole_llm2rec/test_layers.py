@@ -175,3 +175,19 @@ def test_checkpoints_reload_through_recbole_evaluate(settings, games_root, tmp_p
 def test_bad_item_repr(games_root):
     with pytest.raises(ValueError, match="item_repr 'id' is not one of"):
         build("TextSASRec", games_root, item_repr="id")
+
+
+@pytest.mark.parametrize("rescale, factor", [(True, 2.0), (False, 1.0)])  # True: the props default
+def test_id_dropout_drops_whole_rows_and_rescales_the_kept_ones(games_root, rescale, factor):
+    net, *_ = build("TextSASRec", games_root, item_repr="text+id", id_dropout=0.5,
+                    id_dropout_rescale=rescale)
+    table = net.item_embedding
+    ids = table.id_embedding.weight.detach()
+    seen = table.id_mask.squeeze(1).bool()
+    torch.manual_seed(3)
+    rows = table.id_rows().detach()[seen]
+    kept = rows.abs().sum(1) > 0
+    assert 0.4 < kept.float().mean() < 0.6  # whole rows, about half of them
+    assert torch.allclose(rows[kept], ids[seen][kept] * factor)
+    table.eval()
+    assert torch.equal(table.id_rows().detach(), ids * table.id_mask)  # test: every ID row
