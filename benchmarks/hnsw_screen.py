@@ -15,19 +15,13 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.serving import histories
+from benchmarks.serving import histories, synthetic_rows
 from recbole_llm2rec.serving.recommender import Recommender
 
 
-def catalogue(real, items, kind, rng):
-    """`real` [n, d] grown to `items` rows: a real row + 0.2 std noise, or a mix of two."""
-    extra = max(items - len(real), 0)
-    rows = real[rng.integers(0, len(real), extra)]
-    if kind == "noise":
-        rows = rows + rng.standard_normal(rows.shape, dtype=np.float32) * (0.2 * real.std(0))
-    else:
-        share = rng.random((extra, 1), dtype=np.float32)
-        rows = share * rows + (1 - share) * real[rng.integers(0, len(real), extra)]
+def catalogue(real, items, kind):
+    """`real` [n, d] grown to `items` rows by `synthetic_rows` (seed 0)."""
+    rows = synthetic_rows(real, max(items - len(real), 0), kind)
     return np.ascontiguousarray(np.concatenate([real, rows]), dtype=np.float32)
 
 
@@ -65,7 +59,7 @@ def main(argv=None):
     hist = histories(args.inter, 2000, rec)
     q = rec.encode([[rec._state.rows[t] for t in h] for h in hist]).numpy()[:args.queries]
     real = rec._state.vectors[1:rec._state.n].numpy()
-    x = catalogue(real, args.items, args.kind, np.random.default_rng(0))
+    x = catalogue(real, args.items, args.kind)
     truth = torch.topk(torch.from_numpy(q) @ torch.from_numpy(x).T, 10, dim=1).indices.numpy()
     for variant in args.variant:
         metric, m, efc = variant.split(":")
