@@ -114,6 +114,18 @@ def add_cost(name, rec, titles, lines, tag):
     rec.remove_items(tokens)
 
 
+def synthetic_rows(real, extra, kind, noise=0.2, seed=0):
+    """`extra` rows [extra, d] around `real` [n, d]: a random real row + Gaussian noise of
+    `noise` times the per-dimension std ("noise"), or a random convex mix of two ("mix")."""
+    rng = np.random.default_rng(seed)
+    rows = real[rng.integers(0, len(real), extra)]
+    if kind == "noise":
+        scale = noise * real.std(0, ddof=1)
+        return rows + rng.standard_normal(rows.shape, dtype=np.float32) * scale
+    share = rng.random((extra, 1), dtype=np.float32)
+    return share * rows + (1 - share) * real[rng.integers(0, len(real), extra)]
+
+
 def new_titles(path, n):
     with open(path, encoding="utf-8") as fh:
         fh.readline()
@@ -164,16 +176,9 @@ def main(argv=None):
         rec = Recommender.load(folder, index="hnsw")
         real = rec._state.vectors[1:rec._state.n]
         extra = args.synthetic - (rec._state.n - 1)
-        rng = np.random.default_rng(0)
-        rows = real.numpy()[rng.integers(0, len(real), extra)]
-        if args.synthetic_kind == "noise":
-            noise = rng.standard_normal(rows.shape, dtype=np.float32)
-            rows = rows + noise * (args.noise * real.std(dim=0).numpy())
-            label = f"synthetic ({name} + {args.noise:g} std noise)"
-        else:
-            share = rng.random((extra, 1), dtype=np.float32)
-            rows = share * rows + (1 - share) * real.numpy()[rng.integers(0, len(real), extra)]
-            label = f"synthetic ({name}, mixes of two items)"
+        rows = synthetic_rows(real.numpy(), extra, args.synthetic_kind, args.noise)
+        label = (f"synthetic ({name} + {args.noise:g} std noise)"
+                 if args.synthetic_kind == "noise" else f"synthetic ({name}, mixes of two items)")
         start = time.perf_counter()
         rec.append([f"syn-{i}" for i in range(extra)], torch.from_numpy(rows))  # builds HNSW
         build_s = time.perf_counter() - start
