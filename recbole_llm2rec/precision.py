@@ -37,5 +37,8 @@ class PrecisionTrainerMixin:
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         _AMP.device_type = self.device.type
-        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func,
-                                    show_progress=show_progress)
+        try:
+            return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func,
+                                        show_progress=show_progress)
+        finally:  # a stock trainer in this process sees torch.cuda.amp's behaviour again
+            _AMP.device_type = "cuda"

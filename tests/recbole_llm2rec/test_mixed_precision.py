@@ -94,3 +94,14 @@ def test_the_scaler_skips_a_step_with_inf_gradients_and_training_goes_on(root, o
     assert after_first[1]  # ... so the second batch started from the initial weights
     assert math.isfinite(loss) and not torch.equal(adapter, before)
     assert torch.isfinite(adapter).all()
+
+
+def test_stock_trainers_keep_cudas_scaler_after_a_plugin_epoch(root, one_thread):
+    import recbole.trainer.trainer as recbole_trainer
+
+    trainer, train, valid, _ = trainer_for("SASRec", *root, enable_amp=True, enable_scaler=True)
+    trainer.fit(train, valid, saved=False)  # the plugin's epochs ran on the CPU
+    # what RecBole's trainer module builds for a stock trainer is torch.cuda.amp's again
+    assert recbole_trainer.amp.device_type == "cuda"
+    assert recbole_trainer.amp.GradScaler(enabled=False)._device == "cuda"
+
